@@ -1,0 +1,158 @@
+"""Settings: the only module that reads the environment.
+
+Every setting is an env var with the ``COMFY_GEN_`` prefix (optionally from a
+``.env`` file in the working directory); ``.env.example`` lists them all.
+Everything else in comfy-gen takes a ``Settings`` (or values from it) as
+arguments and never reads ``os.environ`` itself.
+
+Usage::
+
+    settings = get_settings()                 # cached, from env/.env
+    settings = Settings(comfyui_url="http://127.0.0.1:8190")   # explicit, for tests
+    settings.backend_url("default")
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from comfy_gen.errors import ConfigError
+
+#: The repository root when running from a checkout (workflows/, recipes/ live there).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+PolicyTier = Literal["general", "mature", "explicit"]
+
+
+def _default_dir(name: str) -> Path:
+    candidate = PROJECT_ROOT / name
+    return candidate if candidate.is_dir() else Path.cwd() / name
+
+
+class Settings(BaseSettings):
+    """All comfy-gen settings. Field ``foo`` is env var ``COMFY_GEN_FOO``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="COMFY_GEN_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- ComfyUI backends ---
+    comfyui_url: str = Field("http://127.0.0.1:8188", description="Default ComfyUI base URL")
+    backends: dict[str, str] = Field(
+        default_factory=dict,
+        description='Named backends as JSON, e.g. {"gpu1": "http://127.0.0.1:8188"}; '
+        '"default" is comfyui_url unless given here',
+    )
+    http_timeout: float = Field(30.0, gt=0, description="Per-request timeout (s)")
+    connect_timeout: float = Field(5.0, gt=0, description="TCP connect timeout (s)")
+    http_retries: int = Field(3, ge=1, description="Attempts for 5xx/connection errors/timeouts")
+    retry_delay: float = Field(2.0, ge=0, description="First retry delay (s); doubles each retry")
+    job_timeout: float = Field(900.0, gt=0, description="Overall wait for one job (s)")
+    poll_interval: float = Field(1.0, gt=0, description="History poll interval when the socket is down (s)")
+    gpu_limit: int = Field(2, ge=1, description="Max jobs outstanding on one backend")
+
+    # --- local folders ---
+    output_dir: Path = Field(Path("output"), description="Where images, sidecars and run records go")
+    workflows_dir: Path = Field(default_factory=lambda: _default_dir("workflows"))
+    recipes_dir: Path = Field(default_factory=lambda: _default_dir("recipes"))
+    input_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Extra folders user/agent input images may come from (output_dir and cwd are always allowed for the CLI)",
+    )
+    presets_file: Path | None = Field(None, description="Optional presets.yaml overriding the shipped presets")
+
+    # --- categories and policy ---
+    categories_paths: list[Path] = Field(default_factory=list, description="Extra category folders (user overrides)")
+    categories_strict: bool = Field(False, description="Refuse to start when a category file is invalid")
+    policy_tier: PolicyTier = Field("general", description="Highest content tier this server allows")
+
+    # --- validation ---
+    clip_model: str = Field("openai/clip-vit-base-patch32", description="Hub id or local folder of the CLIP model")
+    clip_device: str | None = Field(None, description="cuda / cpu; default: cuda when available")
+    clip_batch_size: int = Field(16, ge=1)
+
+    # --- object storage ---
+    minio_endpoint: str | None = Field(None, description="host:port of the S3/MinIO server; unset = local only")
+    minio_access_key: SecretStr | None = None
+    minio_secret_key: SecretStr | None = None
+    minio_bucket: str = "comfy-gen"
+    minio_secure: bool = False
+    minio_public_url: str | None = Field(None, description="Base URL for public links (default: endpoint/bucket)")
+    minio_region: str | None = None
+    upload_workers: int = Field(8, ge=1)
+
+    # --- local ComfyUI server management (comfy-gen server ...) ---
+    comfyui_path: Path | None = Field(None, description="Folder of a local ComfyUI install (main.py)")
+    comfyui_python: str = Field("python3", description="Python used to start ComfyUI")
+    comfyui_args: list[str] = Field(default_factory=lambda: ["--listen", "127.0.0.1", "--port", "8188"])
+    state_dir: Path = Field(Path(".comfy-gen"), description="pid files, logs, emulator data")
+
+    # --- Prefect ---
+    prefect_concurrency_name: str = Field("comfyui", description="GCL name prefix: <prefix>:<backend>")
+    prefect_cross_flow_limit: bool = Field(
+        True, description="Also hold a Prefect global concurrency limit so several flows share the GPU bound"
+    )
+
+    @field_validator("backends", mode="before")
+    @classmethod
+    def _parse_backends(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                return {}
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"COMFY_GEN_BACKENDS must be a JSON object: {exc}") from exc
+        return value
+
+    # --- derived values ---
+
+    @property
+    def comfyui_url_configured(self) -> bool:
+        """True when the user set a ComfyUI URL (env, .env or explicitly)."""
+        return "comfyui_url" in self.model_fields_set or bool(self.backends)
+
+    def backend_urls(self) -> dict[str, str]:
+        urls = {"default": self.comfyui_url.rstrip("/")}
+        urls.update({k: v.rstrip("/") for k, v in self.backends.items()})
+        return urls
+
+    def backend_url(self, name: str = "default") -> str:
+        urls = self.backend_urls()
+        if name not in urls:
+            raise ConfigError(
+                f"Unknown backend {name!r}; known backends: {', '.join(sorted(urls))}",
+                hint="Define it in COMFY_GEN_BACKENDS as JSON, e.g. {\"gpu1\": \"http://127.0.0.1:8188\"}",
+            )
+        return urls[name]
+
+    @property
+    def storage_configured(self) -> bool:
+        return bool(self.minio_endpoint)
+
+    def secret(self, name: str) -> str | None:
+        """The plain value of a secret setting (never log it)."""
+        value = getattr(self, name)
+        return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment (and .env)."""
+    try:
+        return Settings()
+    except Exception as exc:  # pydantic.ValidationError: translate once, here
+        raise ConfigError(f"Invalid comfy-gen settings: {exc}") from exc
+
+
+def reset_settings_cache() -> None:
+    """Forget cached settings (tests, or after changing the environment)."""
+    get_settings.cache_clear()

@@ -1,0 +1,281 @@
+"""The comfy-gen exception tree.
+
+Every expected failure raised by the library is a ``ComfyGenError``. Branches are
+grouped by what the caller can do about them; exit codes and HTTP statuses are
+assigned only at the edges (``comfy_gen.cli`` and the API), from one table each.
+
+    ComfyGenError
+    ├── ConfigError                 permanent: fix the input or the settings (exit 2)
+    │   ├── UsageError              bad parameter value / range / format
+    │   ├── PathNotAllowed          a user path outside the allowed folders
+    │   ├── WorkflowError           unknown file, invalid JSON, UI format, not a graph
+    │   │   └── PreflightError      missing nodes/models, out-of-range values (.problems)
+    │   ├── RecipeError             every recipe problem at once (.problems)
+    │   ├── CategoryError           invalid category files (.problems)
+    │   ├── CompositionError        conflicts / requires / max_per_type
+    │   ├── PolicyViolation         categories above the effective tier (.violations)
+    │   └── ValidatorUnavailable    validation asked for, model cannot be loaded
+    ├── ComfyUIError                talking to ComfyUI failed
+    │   ├── ComfyUIUnavailable      connection refused / 5xx after retries  [transient]
+    │   ├── ComfyUITimeout          request or job wait timed out           [transient]
+    │   ├── PromptRejected          400, or 200 with node_errors (.node_errors)
+    │   ├── ExecutionFailed         execution_error (.node_id, .node_type, ...)
+    │   ├── ExecutionInterrupted    the job was interrupted
+    │   └── JobLost                 in neither queue nor history (restart)  [transient]
+    ├── ValidationFailed            image below thresholds after all attempts (exit 3)
+    └── StorageError                object storage failed
+        ├── StorageUnavailable      endpoint unreachable / 5xx              [transient]
+        ├── StorageAuthError        bad credentials / access denied
+        └── BucketNotFound          the bucket does not exist
+
+``TransientError`` is a mixin: ``isinstance(exc, TransientError)`` is what retry
+policies (Prefect ``retry_condition_fn``, the outbox) check.
+
+Errors that come from misusing the API (wrong types, impossible states) are
+``RuntimeError``/``TypeError`` and stay outside this tree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ComfyGenError(Exception):
+    """Base class of every expected comfy-gen failure."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\nHint: {self.hint}"
+        return self.message
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe description, used by the API, MCP and --json output."""
+        data: dict[str, Any] = {"error": type(self).__name__, "message": self.message}
+        if self.hint:
+            data["hint"] = self.hint
+        return data
+
+
+class TransientError:
+    """Mixin marking failures worth retrying later (network, restarts, timeouts)."""
+
+
+# --- configuration and input -------------------------------------------------
+
+
+class ConfigError(ComfyGenError):
+    """Bad settings or input; retrying without a change cannot help."""
+
+
+class UsageError(ConfigError):
+    """A parameter has a bad value, range or format."""
+
+
+class PathNotAllowed(ConfigError):
+    """A path given by a user or agent resolves outside the allowed folders."""
+
+    def __init__(self, path: str, allowed: list[str] | tuple[str, ...] = ()) -> None:
+        allowed_txt = ", ".join(str(a) for a in allowed) or "(none)"
+        super().__init__(
+            f"Path {path!r} is outside the allowed folders: {allowed_txt}",
+            hint="Use a path inside one of the allowed folders, or add the folder in settings.",
+        )
+        self.path = path
+        self.allowed = tuple(str(a) for a in allowed)
+
+
+class ProblemListError(ConfigError):
+    """A ConfigError that carries every problem found, not just the first."""
+
+    def __init__(self, message: str, problems: list[Any] | None = None, *, hint: str | None = None) -> None:
+        self.problems: list[Any] = list(problems or [])
+        super().__init__(message, hint=hint)
+
+    def __str__(self) -> str:
+        lines = [self.message]
+        lines += [f"  - {p}" for p in self.problems]
+        if self.hint:
+            lines.append(f"Hint: {self.hint}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["problems"] = [p.to_dict() if hasattr(p, "to_dict") else str(p) for p in self.problems]
+        return data
+
+
+class WorkflowError(ConfigError):
+    """A workflow file is missing, not JSON, in UI format, or not a valid API graph."""
+
+    def __init__(self, message: str, *, path: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
+
+
+class PreflightError(ProblemListError, WorkflowError):
+    """A workflow does not fit the server: missing nodes/models, bad values."""
+
+    def __init__(self, message: str, problems: list[Any] | None = None, *, hint: str | None = None) -> None:
+        ProblemListError.__init__(self, message, problems, hint=hint)
+        self.path = None
+
+
+class RecipeError(ProblemListError):
+    """A recipe file is invalid; ``problems`` lists every ``file:line: path: message``."""
+
+
+class CategoryError(ProblemListError):
+    """One or more category files are invalid."""
+
+
+class CompositionError(ConfigError):
+    """The selected categories cannot be composed (conflict, missing requirement...)."""
+
+
+class PolicyViolation(ConfigError):
+    """Selected categories exceed the effective content-policy tier."""
+
+    def __init__(self, message: str, violations: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.violations = list(violations or [])
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["violations"] = self.violations
+        return data
+
+
+class ValidatorUnavailable(ConfigError):
+    """Validation was requested but its model cannot be loaded."""
+
+
+# --- ComfyUI -----------------------------------------------------------------
+
+
+class ComfyUIError(ComfyGenError):
+    """Talking to a ComfyUI server failed."""
+
+    def __init__(self, message: str, *, url: str | None = None, prompt_id: str | None = None,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.url = url
+        self.prompt_id = prompt_id
+
+
+class ComfyUIUnavailable(ComfyUIError, TransientError):
+    """The server cannot be reached, or answered 5xx after all retries."""
+
+
+class ComfyUITimeout(ComfyUIError, TransientError):
+    """A request, or the wait for a job, ran past its timeout."""
+
+
+class PromptRejected(ComfyUIError):
+    """ComfyUI refused the prompt (HTTP 400) or part of it (200 with node_errors).
+
+    ``node_errors`` is a list of dicts: node_id, class_type, type, message,
+    details, input_name, received_value, allowed (list or None).
+    """
+
+    def __init__(self, message: str, *, error_type: str | None = None,
+                 node_errors: list[dict[str, Any]] | None = None, partial: bool = False,
+                 prompt_id: str | None = None, url: str | None = None) -> None:
+        super().__init__(message, url=url, prompt_id=prompt_id)
+        self.error_type = error_type
+        self.node_errors = list(node_errors or [])
+        self.partial = partial
+
+    def __str__(self) -> str:
+        lines = [self.message]
+        for e in self.node_errors:
+            where = f"node {e.get('node_id')} ({e.get('class_type')})"
+            if e.get("input_name"):
+                where += f" input {e['input_name']!r}"
+            line = f"  - {where}: {e.get('message')}"
+            if e.get("details"):
+                line += f": {e['details']}"
+            lines.append(line)
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data.update(error_type=self.error_type, node_errors=self.node_errors, partial=self.partial)
+        return data
+
+
+class ExecutionFailed(ComfyUIError):
+    """The job ran and failed on a node (ComfyUI ``execution_error``)."""
+
+    def __init__(self, message: str, *, prompt_id: str | None = None, node_id: str | None = None,
+                 node_type: str | None = None, exception_type: str | None = None,
+                 exception_message: str | None = None, traceback: list[str] | None = None,
+                 url: str | None = None) -> None:
+        super().__init__(message, url=url, prompt_id=prompt_id)
+        self.node_id = node_id
+        self.node_type = node_type
+        self.exception_type = exception_type
+        self.exception_message = exception_message
+        self.traceback = list(traceback or [])
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data.update(prompt_id=self.prompt_id, node_id=self.node_id, node_type=self.node_type,
+                    exception_type=self.exception_type, exception_message=self.exception_message)
+        return data
+
+
+class ExecutionInterrupted(ComfyUIError):
+    """The job was interrupted before it finished."""
+
+
+class JobLost(ComfyUIError, TransientError):
+    """The job is in neither the queue nor the history (the server restarted)."""
+
+
+# --- validation and storage --------------------------------------------------
+
+
+class ValidationFailed(ComfyGenError):
+    """The image did not pass validation after every allowed attempt."""
+
+    def __init__(self, message: str, *, best: dict[str, Any] | None = None,
+                 attempts: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.best = best
+        self.attempts = list(attempts or [])
+
+
+class StorageError(ComfyGenError):
+    """Object storage failed."""
+
+
+class StorageUnavailable(StorageError, TransientError):
+    """The storage endpoint is unreachable or answered 5xx."""
+
+
+class StorageAuthError(StorageError):
+    """Credentials were refused or access was denied."""
+
+
+class BucketNotFound(StorageError):
+    """The configured bucket does not exist."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures worth retrying later."""
+    return isinstance(exc, TransientError)
+
+
+__all__ = [
+    "BucketNotFound", "CategoryError", "ComfyGenError", "ComfyUIError", "ComfyUITimeout",
+    "ComfyUIUnavailable", "CompositionError", "ConfigError", "ExecutionFailed",
+    "ExecutionInterrupted", "JobLost", "PathNotAllowed", "PolicyViolation", "PreflightError",
+    "ProblemListError", "PromptRejected", "RecipeError", "StorageAuthError", "StorageError",
+    "StorageUnavailable", "TransientError", "UsageError", "ValidationFailed",
+    "ValidatorUnavailable", "WorkflowError", "is_transient",
+]

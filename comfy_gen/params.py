@@ -1,0 +1,139 @@
+"""Generation parameters: the resolved description of one render.
+
+``GenerationParams`` is what the CLI, recipes, categories, the flow, the API and
+the MCP server all produce, and what ``comfy_gen.workflow.apply_params`` writes
+into a workflow graph. ``None`` means "keep the workflow's own value".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from comfy_gen.errors import UsageError
+
+SEED_MAX = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """One LoRA to insert: file name and strengths (clip defaults to model)."""
+
+    name: str
+    strength_model: float = 1.0
+    strength_clip: float | None = None
+
+    @property
+    def clip_strength(self) -> float:
+        return self.strength_model if self.strength_clip is None else self.strength_clip
+
+    @classmethod
+    def parse(cls, spec: str) -> "LoraSpec":
+        """Parse ``NAME[:STRENGTH]``, splitting on the last colon (names may contain ':')."""
+        name, strength = spec, 1.0
+        if ":" in spec:
+            head, tail = spec.rsplit(":", 1)
+            try:
+                strength = float(tail)
+                name = head
+            except ValueError:
+                raise UsageError(f"Invalid LoRA strength in {spec!r}: {tail!r} is not a number",
+                                 hint="Use NAME:STRENGTH, e.g. detail.safetensors:0.8") from None
+        if not name.strip():
+            raise UsageError(f"Invalid LoRA spec {spec!r}: empty name")
+        if strength < 0:
+            raise UsageError(f"Invalid LoRA strength in {spec!r}: must be >= 0")
+        return cls(name=name.strip(), strength_model=strength)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "strength_model": self.strength_model, "strength_clip": self.clip_strength}
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Everything that can vary between renders of one workflow."""
+
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    seed: int | None = None            # None = keep workflow's; -1 = random (resolve_seed)
+    steps: int | None = None
+    cfg: float | None = None
+    sampler: str | None = None
+    scheduler: str | None = None
+    denoise: float | None = None
+    width: int | None = None
+    height: int | None = None
+    batch_size: int | None = None
+    checkpoint: str | None = None      # checkpoint, or UNET file for UNET workflows
+    vae: str | None = None
+    loras: tuple[LoraSpec, ...] = field(default_factory=tuple)
+    input_image: str | None = None     # a name ComfyUI knows (already uploaded)
+    extra: tuple[tuple[str, Any], ...] = field(default_factory=tuple)  # other node inputs "node_id.input"
+
+    def replace(self, **changes: Any) -> "GenerationParams":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["loras"] = [lora.to_dict() for lora in self.loras]
+        data["extra"] = {k: v for k, v in self.extra}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "GenerationParams":
+        data = dict(data)
+        loras = []
+        for item in data.pop("loras", None) or []:
+            if isinstance(item, str):
+                loras.append(LoraSpec.parse(item))
+            elif isinstance(item, LoraSpec):
+                loras.append(item)
+            else:
+                loras.append(LoraSpec(name=item.get("name") or item["filename"],
+                                      strength_model=float(item.get("strength_model", item.get("strength", 1.0))),
+                                      strength_clip=item.get("strength_clip")))
+        extra = data.pop("extra", None) or {}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise UsageError(f"Unknown generation parameters: {', '.join(sorted(unknown))}")
+        return cls(**data, loras=tuple(loras), extra=tuple(sorted(dict(extra).items())))
+
+    def fingerprint(self) -> str:
+        """A stable hash of the resolved parameters (for ids and cache keys)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def resolve_seed(seed: int | None, rng: random.Random | None = None) -> int:
+    """``None`` or ``-1`` -> a random seed in [0, 2^32-1]; otherwise validated as is."""
+    if seed is None or seed == -1:
+        return (rng or random.SystemRandom()).randint(0, SEED_MAX)
+    if not 0 <= seed <= SEED_MAX:
+        raise UsageError(f"Seed {seed} out of range [0, {SEED_MAX}] (or -1 for random)")
+    return int(seed)
+
+
+def validate_ranges(params: GenerationParams) -> None:
+    """Check the documented ranges before anything is queued (raises UsageError)."""
+    problems = []
+    if params.steps is not None and not (1 <= params.steps <= 150):
+        problems.append(f"steps must be an integer in 1..150 (got {params.steps})")
+    if params.cfg is not None and not (1.0 <= params.cfg <= 30.0):
+        problems.append(f"cfg must be in 1.0..30.0 (got {params.cfg})")
+    if params.denoise is not None and not (0.0 <= params.denoise <= 1.0):
+        problems.append(f"denoise must be in 0..1 (got {params.denoise})")
+    for name in ("width", "height"):
+        value = getattr(params, name)
+        if value is not None and (not 64 <= value <= 8192 or value % 8):
+            problems.append(f"{name} must be 64..8192 and divisible by 8 (got {value})")
+    if params.batch_size is not None and not (1 <= params.batch_size <= 64):
+        problems.append(f"batch_size must be 1..64 (got {params.batch_size})")
+    if params.seed is not None and params.seed != -1 and not (0 <= params.seed <= SEED_MAX):
+        problems.append(f"seed must be -1 or in 0..{SEED_MAX} (got {params.seed})")
+    if problems:
+        raise UsageError("Invalid generation parameters: " + "; ".join(problems))
