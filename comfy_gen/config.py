@@ -96,9 +96,13 @@ class Settings(BaseSettings):
 
     # --- Prefect ---
     prefect_concurrency_name: str = Field("comfyui", description="GCL name prefix: <prefix>:<backend>")
-    prefect_cross_flow_limit: bool = Field(
-        True, description="Also hold a Prefect global concurrency limit so several flows share the GPU bound"
+    gpu_gate: Literal["local", "prefect", "none"] = Field(
+        "local",
+        description="Cross-process GPU bound: local = flock slots shared by every flow on this host "
+        "(released by the OS if a holder dies); prefect = a Prefect global concurrency limit "
+        "(flows on several hosts); none = in-process only",
     )
+    flow_workers: int = Field(8, ge=1, description="Threads per flow run (items in progress at once)")
 
     @field_validator("backends", mode="before")
     @classmethod
@@ -156,3 +160,22 @@ def get_settings() -> Settings:
 def reset_settings_cache() -> None:
     """Forget cached settings (tests, or after changing the environment)."""
     get_settings.cache_clear()
+
+
+def prefect_defaults(settings: Settings) -> dict[str, str]:
+    """Prefect env vars comfy-gen sets for in-process runs when the user has not.
+
+    Without a configured server (PREFECT_API_URL) runs use Prefect's temporary
+    local server; their history goes to ``<state_dir>/prefect`` (not ~/.prefect),
+    so ``PREFECT_HOME=<that> prefect server start`` shows every past run.
+    """
+    import os
+
+    env: dict[str, str] = {}
+    if not os.environ.get("PREFECT_API_URL") and not os.environ.get("PREFECT_HOME"):
+        env["PREFECT_HOME"] = str((Path(settings.state_dir) / "prefect").resolve())
+    # The default 20 s start-up timeout is too tight on a small, busy machine.
+    env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+                   os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120"))
+    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED", "false"))
+    return env

@@ -23,6 +23,7 @@ assigned only at the edges (``comfy_gen.cli`` and the API), from one table each.
     │   ├── ExecutionInterrupted    the job was interrupted
     │   └── JobLost                 in neither queue nor history (restart)  [transient]
     ├── ValidationFailed            image below thresholds after all attempts (exit 3)
+    ├── MetadataNotFound            an image carries no comfy-gen metadata (exit 1)
     └── StorageError                object storage failed
         ├── StorageUnavailable      endpoint unreachable / 5xx              [transient]
         ├── StorageAuthError        bad credentials / access denied
@@ -250,6 +251,10 @@ class ValidationFailed(ComfyGenError):
         self.attempts = list(attempts or [])
 
 
+class MetadataNotFound(ComfyGenError):
+    """An image has no comfy-gen metadata (no PNG chunk, no sidecar, no ComfyUI chunks)."""
+
+
 class StorageError(ComfyGenError):
     """Object storage failed."""
 
@@ -274,7 +279,7 @@ def is_transient(exc: BaseException) -> bool:
 __all__ = [
     "BucketNotFound", "CategoryError", "ComfyGenError", "ComfyUIError", "ComfyUITimeout",
     "ComfyUIUnavailable", "CompositionError", "ConfigError", "ExecutionFailed",
-    "ExecutionInterrupted", "JobLost", "PathNotAllowed", "PolicyViolation", "PreflightError",
+    "ExecutionInterrupted", "JobLost", "MetadataNotFound", "PathNotAllowed", "PolicyViolation", "PreflightError",
     "ProblemListError", "PromptRejected", "RecipeError", "StorageAuthError", "StorageError",
     "StorageUnavailable", "TransientError", "UsageError", "ValidationFailed",
     "ValidatorUnavailable", "WorkflowError", "is_transient",

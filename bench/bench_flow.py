@@ -1,0 +1,209 @@
+"""GPU busy fraction, re-run cost and scale of the render-recipe flow, on the emulator.
+
+Three ways of feeding one "GPU" (the emulator renders one job at a time and
+records when each job starts and ends on its own clock):
+
+* raw dump   - every job POSTed to ComfyUI's queue at once (the ceiling);
+* comfy-gen  - the Prefect flow, GPU limit 2 (one rendering, one queued);
+* original   - the original's loop: queue one job, poll /history every 2 s.
+
+busy = sum(job time) / (last end - first start).
+
+    python bench/bench_flow.py busy --items 200 --job-seconds 1.0
+    python bench/bench_flow.py busy --items 200 --job-seconds 0.2
+    python bench/bench_flow.py rerun --items 200
+    python bench/bench_flow.py scale --items 2000
+
+Results are printed as markdown rows; copy them into bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+STEPS = 3  # tiny-sd15.json samples 3 steps; step_time = job_seconds / STEPS
+
+
+def busy_fraction(intervals: list[list[float]]) -> float:
+    if not intervals:
+        return 0.0
+    intervals = sorted(intervals)
+    total = sum(end - start for start, end in intervals)
+    return total / (max(end for _, end in intervals) - intervals[0][0])
+
+
+def _workflow(i: int) -> dict:
+    from comfy_gen.params import GenerationParams
+    from comfy_gen.workflow import apply_params, load_workflow
+
+    wf = load_workflow("tiny-sd15.json", workflows_dir=ROOT / "workflows")
+    return apply_params(wf, GenerationParams(prompt=f"benchmark scene {i}", seed=i))
+
+
+def run_raw(emu, n: int) -> float:
+    from comfy_gen.comfyui import ComfyUIClient
+
+    with ComfyUIClient(emu.url) as client:
+        ids = [client.queue_prompt(_workflow(i)).prompt_id for i in range(n)]
+        for pid in ids:
+            client.wait(pid, timeout=n * 10)
+    return busy_fraction(emu.stats()["busy_intervals"])
+
+
+def run_original(emu, n: int) -> float:
+    import httpx
+
+    for i in range(n):
+        pid = httpx.post(f"{emu.url}/prompt", json={"prompt": _workflow(i)}, timeout=30).json()["prompt_id"]
+        while True:  # the original: poll history every 2 s, no timeout
+            time.sleep(2)
+            entry = httpx.get(f"{emu.url}/history/{pid}", timeout=30).json()
+            if entry.get(pid, {}).get("outputs") is not None:
+                break
+    return busy_fraction(emu.stats()["busy_intervals"])
+
+
+def _recipe(folder: Path, name: str, n: int) -> Path:
+    path = folder / f"{name}.yaml"
+    prompts = "\n".join(f"  - benchmark scene {i}" for i in range(n))
+    path.write_text(f"name: {name}\nworkflow: tiny-sd15.json\nprompts:\n{prompts}\nseeds: [1]\n")
+    return path
+
+
+def run_flow(emu, recipe: Path) -> dict:
+    os.environ["COMFY_GEN_COMFYUI_URL"] = emu.url
+    from comfy_gen.config import reset_settings_cache
+
+    reset_settings_cache()
+    from flows.render_recipe import render_recipe
+
+    started = time.monotonic()
+    summary = render_recipe(recipe=str(recipe))
+    summary["measured_wall"] = time.monotonic() - started
+    return summary
+
+
+def _setup(tmp: Path) -> None:
+    os.environ.setdefault("PREFECT_HOME", str(tmp / "prefect"))
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ["COMFY_GEN_OUTPUT_DIR"] = str(tmp / "out")
+    os.environ["COMFY_GEN_STATE_DIR"] = str(tmp / "state")
+
+
+def cmd_busy(args: argparse.Namespace) -> None:
+    from comfy_gen.emulator import Emulator
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-flow-"))
+    _setup(tmp)
+    step = args.job_seconds / STEPS
+    rows = []
+    for mode in args.modes.split(","):
+        with Emulator(port=0, step_time=step, data_dir=tmp / f"emu-{mode}") as emu:
+            started = time.monotonic()
+            if mode == "raw":
+                busy = run_raw(emu, args.items)
+            elif mode == "original":
+                busy = run_original(emu, args.original_items or args.items)
+            else:
+                run_flow(emu, _recipe(tmp, f"busy-{uuid.uuid4().hex[:6]}", args.items))
+                busy = busy_fraction(emu.stats()["busy_intervals"])
+            wall = time.monotonic() - started
+            jobs = emu.stats()["jobs_completed"]
+        rows.append((mode, jobs, args.job_seconds, wall, busy))
+    print("| mode | jobs | job s | wall s | GPU busy |")
+    print("|---|---|---|---|---|")
+    for mode, jobs, js, wall, busy in rows:
+        print(f"| {mode} | {jobs} | {js} | {wall:.1f} | {100 * busy:.1f} % |")
+
+
+def cmd_rerun(args: argparse.Namespace) -> None:
+    from comfy_gen.emulator import Emulator
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-rerun-"))
+    _setup(tmp)
+    with Emulator(port=0, step_time=0.005, data_dir=tmp / "emu") as emu:
+        recipe = _recipe(tmp, "rerun", args.items)
+        first = run_flow(emu, recipe)
+        jobs_after_first = emu.stats()["jobs_completed"]
+        second = run_flow(emu, recipe)
+        jobs_after_second = emu.stats()["jobs_completed"]
+    print(json.dumps({"items": args.items, "first_wall_s": round(first["measured_wall"], 2),
+                      "first_jobs": jobs_after_first, "rerun_wall_s": round(second["measured_wall"], 2),
+                      "rerun_jobs": jobs_after_second - jobs_after_first}, indent=2))
+
+
+def cmd_scale(args: argparse.Namespace) -> None:
+    from comfy_gen.emulator import Emulator
+    from comfy_gen.recipes import expand, load_recipe
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    _setup(tmp)
+    recipe = _recipe(tmp, "scale", args.items)
+    t0 = time.perf_counter()
+    items = expand(load_recipe(recipe))
+    expand_s = time.perf_counter() - t0
+    with Emulator(port=0, step_time=0.001, data_dir=tmp / "emu") as emu:
+        summary = run_flow(emu, recipe)
+        jobs = emu.stats()["jobs_completed"]
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    recorded = _count_recorded(summary["flow_run_id"])
+    print(json.dumps({"items": len(items), "expand_seconds": round(expand_s, 3), "jobs": jobs,
+                      "wall_seconds": round(summary["measured_wall"], 1), "peak_rss_mib": round(peak_mib),
+                      "task_runs_completed_in_prefect": recorded}, indent=2))
+
+
+def _count_recorded(flow_run_id: str, settle: float = 120.0) -> int:
+    """Completed render-item task runs the Prefect server recorded for the run."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterId, TaskRunFilter,
+                                                TaskRunFilterName, TaskRunFilterState,
+                                                TaskRunFilterStateType)
+    from prefect.client.schemas.objects import StateType
+
+    deadline = time.monotonic() + settle
+    count = last = -1
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            count = client.count_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)])),
+                task_run_filter=TaskRunFilter(
+                    name=TaskRunFilterName(like_="item-"),
+                    state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[StateType.COMPLETED]))))
+            if count == last:
+                break
+            last = count
+            time.sleep(5)
+    return count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    busy = sub.add_parser("busy")
+    busy.add_argument("--items", type=int, default=200)
+    busy.add_argument("--original-items", type=int, default=None,
+                      help="fewer items for the slow original loop (busy is a ratio)")
+    busy.add_argument("--job-seconds", type=float, default=1.0)
+    busy.add_argument("--modes", default="raw,comfy-gen,original")
+    rerun = sub.add_parser("rerun")
+    rerun.add_argument("--items", type=int, default=200)
+    scale = sub.add_parser("scale")
+    scale.add_argument("--items", type=int, default=2000)
+    args = parser.parse_args()
+    {"busy": cmd_busy, "rerun": cmd_rerun, "scale": cmd_scale}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""`comfy-gen run`, `comfy-gen demo` and `comfy-gen up`: recipes through Prefect."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import click
+
+from comfy_gen.config import get_settings, prefect_defaults, reset_settings_cache
+
+BANNER = "=" * 78
+
+
+def _use_url(url: str | None) -> None:
+    if url:
+        os.environ["COMFY_GEN_COMFYUI_URL"] = url
+        reset_settings_cache()
+
+
+@contextlib.contextmanager
+def backend_or_emulator(step_time: float = 0.05) -> Iterator[str | None]:
+    """Yield the configured ComfyUI URL, or start the built-in emulator (loudly)."""
+    settings = get_settings()
+    if settings.comfyui_url_configured:
+        yield settings.comfyui_url
+        return
+    from comfy_gen.emulator import Emulator
+
+    emulator = Emulator(port=0, step_time=step_time,
+                        data_dir=Path(settings.state_dir).resolve() / "emulator").start()
+    click.secho(BANNER, fg="yellow", err=True)
+    click.secho("  NO COMFYUI URL CONFIGURED (COMFY_GEN_COMFYUI_URL): USING THE BUILT-IN EMULATOR", fg="yellow",
+                bold=True, err=True)
+    click.secho(f"  at {emulator.url} - images are synthetic test patterns, not model output.", fg="yellow",
+                err=True)
+    click.secho("  Point COMFY_GEN_COMFYUI_URL at a real ComfyUI to render for real.", fg="yellow", err=True)
+    click.secho(BANNER, fg="yellow", err=True)
+    os.environ["COMFY_GEN_COMFYUI_URL"] = emulator.url
+    reset_settings_cache()
+    try:
+        yield emulator.url
+    finally:
+        os.environ.pop("COMFY_GEN_COMFYUI_URL", None)
+        reset_settings_cache()
+        emulator.stop()
+
+
+def run_flow(recipe: str, *, force: bool = False, upload: bool | None = None, backend: str | None = None,
+             max_items: int | None = None) -> dict[str, Any]:
+    """Run the render-recipe flow in this process (Prefect's local temporary server)."""
+    for key, value in prefect_defaults(get_settings()).items():
+        os.environ.setdefault(key, value)
+    from flows.render_recipe import render_recipe
+
+    return render_recipe(recipe=recipe, force=force, upload=upload, backend=backend, max_items=max_items)
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+        return
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(summary["counts"].items()))
+    busy = summary.get("gpu_busy_fraction")
+    click.echo(f"Recipe {summary['recipe']}: {summary['items']} items ({counts}); "
+               f"{summary['jobs']} ComfyUI jobs; {summary['cached']} cached.")
+    if summary.get("pass_rate") is not None:
+        click.echo(f"Validation pass rate: {100 * summary['pass_rate']:.1f} %")
+    if busy is not None:
+        click.echo(f"GPU busy: {100 * busy:.1f} % of the batch span")
+    if summary.get("validation_skipped"):
+        click.secho("Validation was SKIPPED (CLIP model unavailable; the recipe allows it).", fg="yellow")
+    click.echo(f"Images:        {summary['items_dir']}")
+    if summary.get("contact_sheet"):
+        click.echo(f"Contact sheet: {summary['contact_sheet']}")
+    click.echo(f"Run record:    {summary['run_dir']}")
+    if summary.get("flow_run_id"):
+        click.echo(f"Prefect run:   {summary['flow_run_id']} "
+                   f"(browse: PREFECT_HOME={os.environ.get('PREFECT_HOME', '~/.prefect')} prefect server start)")
+
+
+@click.command("run")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Re-render items that are already stored.")
+@click.option("--upload/--no-upload", default=None, help="Override the recipe's output.upload.")
+@click.option("--backend", default=None, help="Backend name from settings (overrides the recipe's).")
+@click.option("--url", default=None, help="ComfyUI URL (default: COMFY_GEN_COMFYUI_URL).")
+@click.option("--max-items", type=int, default=None, help="Only the first N items.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+def run(recipe: str, force: bool, upload: bool | None, backend: str | None, url: str | None,
+        max_items: int | None, as_json: bool) -> None:
+    """Render RECIPE through the Prefect flow (no server needed)."""
+    _use_url(url)
+    if not Path(recipe).is_file():
+        raise click.BadParameter(f"No such recipe file: {recipe}", param_hint="RECIPE")
+    summary = run_flow(str(Path(recipe).resolve()), force=force, upload=upload, backend=backend,
+                       max_items=max_items)
+    _print_summary(summary, as_json)
+
+
+@click.command("demo")
+@click.option("--force", is_flag=True, help="Re-render even if the demo images exist.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+def demo(force: bool, as_json: bool) -> None:
+    """Render recipes/demo.yaml end to end (built-in emulator when no ComfyUI is configured)."""
+    settings = get_settings()
+    recipe = Path(settings.recipes_dir) / "demo.yaml"
+    started = time.monotonic()
+    with backend_or_emulator():
+        summary = run_flow(str(recipe.resolve()), force=force)
+    _print_summary(summary, as_json)
+    if not as_json:
+        click.echo(f"Demo finished in {time.monotonic() - started:.1f} s.")
+
+
+@click.command("up")
+@click.option("--port", default=4200, show_default=True, help="Prefect server port (127.0.0.1).")
+def up(port: int) -> None:
+    """Start a local Prefect server, deploy, start a worker (and the emulator if needed); Ctrl-C stops all."""
+    from comfy_gen.stack import Stack
+
+    settings = get_settings()
+    home = Path(os.environ.get("PREFECT_HOME") or (Path(settings.state_dir) / "prefect")).resolve()
+    stack = Stack(home=home, port=port)
+    with backend_or_emulator(step_time=0.2) as url:
+        try:
+            click.echo(f"Starting Prefect server on http://127.0.0.1:{port} (PREFECT_HOME={home}) ...")
+            stack.start_server()
+            stack.create_pool()
+            stack.deploy()
+            stack.start_worker({"COMFY_GEN_COMFYUI_URL": url or ""})
+            click.echo(f"Prefect UI:  http://127.0.0.1:{port}")
+            click.echo(f"ComfyUI:     {url}")
+            click.echo("Run a recipe:")
+            click.echo(f"  PREFECT_API_URL={stack.api_url} prefect deployment run 'render-recipe/on-demand' "
+                       "--param recipe=recipes/demo.yaml")
+            click.echo("Press Ctrl-C to stop.")
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            click.echo("Stopping ...")
+        finally:
+            stack.stop()

@@ -1,0 +1,193 @@
+"""``Emulator``: a ComfyUI-protocol server on its own event loop thread.
+
+Usage::
+
+    with Emulator(step_time=0.01) as emu:
+        httpx.get(emu.url + "/system_stats")
+        emu.faults.error_node_class = "VAEDecode"
+        emu.restart()
+        emu.stats()["jobs_completed"]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Coroutine, TypeVar
+
+from aiohttp import web
+
+from comfy_gen.emulator.catalog import normalize_models
+from comfy_gen.emulator.core import Core, wipe_temp
+from comfy_gen.emulator.faults import Faults
+from comfy_gen.emulator.files import Dirs
+from comfy_gen.emulator.render import Picture, png_bytes, render
+from comfy_gen.emulator.server import build_app, stats_of
+
+T = TypeVar("T")
+
+
+class Emulator:
+    """A running emulated ComfyUI server (HTTP + WebSocket on ``host:port``).
+
+    ``port=0`` picks a free port. ``data_dir`` holds ``output/``, ``input/`` and
+    ``temp/``; without it a temporary folder is used and removed on ``stop()``.
+    ``models`` overrides model lists per folder (``{"checkpoints": [...]}``).
+    ``previews=True`` sends binary preview frames, like ``--preview-method auto``.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, step_time: float = 0.02,
+                 data_dir: str | Path | None = None, models: dict[str, list[str]] | None = None,
+                 previews: bool = False) -> None:
+        self.host = host
+        self._requested_port = port
+        self.step_time = step_time
+        self.previews = previews
+        self._own_dir = data_dir is None
+        self.data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="comfy-emu-"))
+        self.dirs = Dirs(self.data_dir / "output", self.data_dir / "input", self.data_dir / "temp")
+        self.models = normalize_models(models)
+        self.faults = Faults()
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._core: Core | None = None
+
+    # --- lifecycle ---------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}/ws"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> "Emulator":
+        """Start listening (returns once the port is bound)."""
+        if self.running:
+            return self
+        self._prepare_dirs()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="comfy-emulator", daemon=True)
+        self._thread.start()
+        try:
+            self._call(self._astart())
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Drop every socket (no close frame, like a killed server) and shut down."""
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None and thread.is_alive():
+            try:
+                self._call(self._astop(), timeout=10)
+            finally:
+                loop.call_soon_threadsafe(loop.stop)
+                thread.join(timeout=10)
+                loop.close()
+        self._loop = self._thread = None
+        self._runner = self._core = None
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> "Emulator":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # --- controls ----------------------------------------------------------
+
+    def restart(self) -> None:
+        """Lose queue, running job and history; cut sockets; wipe temp; keep outputs."""
+        self._call(self._need_core().restart())
+
+    def stats(self) -> dict[str, Any]:
+        """Jobs run, busy intervals ``[[start, end], ...]`` (time.monotonic), queue sizes."""
+        async def snapshot() -> dict[str, Any]:
+            return stats_of(self._need_core())
+        return self._call(snapshot())
+
+    def clear(self) -> None:
+        """Reset faults, interrupt the running job and drop pending ones (test hygiene)."""
+        async def clear() -> None:
+            core = self._need_core()
+            core.faults.reset()
+            await core.clear_pending()
+            core.interrupt(None)
+        self._call(clear())
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Block until nothing is pending or running; False on timeout."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            data = self.stats()
+            if data["queue_pending"] == 0 and data["queue_running"] == 0:
+                return True
+            time.sleep(0.01)
+        return False
+
+    @property
+    def output_dir(self) -> Path:
+        return self.dirs.output
+
+    @property
+    def input_dir(self) -> Path:
+        return self.dirs.input
+
+    @property
+    def temp_dir(self) -> Path:
+        return self.dirs.temp
+
+    # --- internals ---------------------------------------------------------
+
+    def _prepare_dirs(self) -> None:
+        for folder in (self.dirs.output, self.dirs.input):
+            folder.mkdir(parents=True, exist_ok=True)
+        wipe_temp(self.dirs.temp)
+        example = self.dirs.input / "example.png"  # ComfyUI ships one (captures/009)
+        if not example.exists():
+            example.write_bytes(png_bytes(render(Picture(64, 64, 0, "example")), {}))
+
+    def _need_core(self) -> Core:
+        if self._core is None:
+            raise RuntimeError("the emulator is not running; call start() first")
+        return self._core
+
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        if self._loop is None:
+            coro.close()
+            raise RuntimeError("the emulator is not running; call start() first")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    async def _astart(self) -> None:
+        self._core = Core(self.dirs, self.models, self.faults, step_time=self.step_time,
+                          previews=self.previews)
+        self._runner = web.AppRunner(build_app(self._core), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self._requested_port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = int(sockets[0].getsockname()[1]) if sockets else self._requested_port
+        self._core.start_worker()
+
+    async def _astop(self) -> None:
+        if self._core is not None:
+            self._core.hub.drop_all()
+            await self._core.stop_worker()
+        if self._runner is not None:
+            await self._runner.cleanup()

@@ -1,0 +1,199 @@
+"""One generation with validation and refinement: the attempt loop.
+
+``run_attempts`` renders attempt 1, scores it, and while it fails the thresholds
+asks the refinement strategy for the next parameters, up to ``max_attempts``.
+The best attempt is kept (the original overwrote it with the last one); every
+attempt's parameters and scores are returned for the metadata.
+
+Used by ``comfy-gen generate`` and by the flow's per-item task: both render
+through ``comfy_gen.pipeline.render``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Protocol, Sequence
+
+from comfy_gen.params import GenerationParams, resolve_seed
+from comfy_gen.pipeline import RenderResult, deterministic_prompt_id, remove_files, render
+
+if TYPE_CHECKING:  # pragma: no cover
+    from comfy_gen.comfyui import ComfyUIClient
+
+log = logging.getLogger(__name__)
+
+
+class Scorer(Protocol):
+    """Anything that scores images against prompts (a Validator or a BatchingScorer)."""
+
+    def score_many(self, images: Sequence[Path], prompts: Sequence[str],
+                   negatives: Sequence[str | None] | None = None) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Pass rule: positive score >= ``positive`` and (if set) delta >= ``delta``."""
+
+    positive: float | None = None
+    delta: float | None = None
+
+    def evaluate(self, scores: dict[str, Any]) -> tuple[bool, str]:
+        if scores.get("error"):
+            return False, f"Validation error: {scores['error']}"
+        pos = scores.get("positive_score")
+        if pos is None:
+            return False, "No positive score"
+        if self.positive is not None and pos < self.positive:
+            return False, f"Low positive CLIP score: {pos:.2f} < {self.positive:.2f}"
+        delta = scores.get("score_delta")
+        if self.delta is not None and delta is not None and delta < self.delta:
+            return False, f"Low score delta: {delta:.2f} < {self.delta:.2f}"
+        return True, "Image passed validation"
+
+
+@dataclass
+class Attempt:
+    """One rendered attempt and its validation."""
+
+    number: int
+    params: GenerationParams
+    prompt_id: str
+    files: list[Path]
+    elapsed: float
+    scores: dict[str, Any] | None = None
+    passed: bool | None = None
+    reason: str | None = None
+    cached: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "attempt": self.number, "prompt_id": self.prompt_id,
+            "params": self.params.to_dict(), "files": [str(f) for f in self.files],
+            "elapsed_seconds": round(self.elapsed, 3), "scores": self.scores,
+            "passed": self.passed, "reason": self.reason,
+        }
+
+
+@dataclass
+class Outcome:
+    """All attempts of one generation and the one that was kept."""
+
+    attempts: list[Attempt] = field(default_factory=list)
+    best: Attempt | None = None
+    status: str = "failed"   # passed | best_effort | unvalidated | failed
+    strategy: str | None = None
+    max_attempts: int = 1
+    validation_skipped: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return self.status in ("passed", "unvalidated")
+
+    def refinement(self) -> dict[str, Any]:
+        return {
+            "attempt": self.best.number if self.best else None,
+            "attempts_made": len(self.attempts), "max_attempts": self.max_attempts,
+            "strategy": self.strategy, "final_status": self.status,
+            "attempts": [a.to_dict() for a in self.attempts],
+        }
+
+
+def best_of(attempts: Sequence[Attempt]) -> Attempt | None:
+    """Passing attempts first, then the highest positive score, then the best delta."""
+    if not attempts:
+        return None
+
+    def key(a: Attempt) -> tuple[int, float, float]:
+        scores = a.scores or {}
+        return (1 if a.passed else 0, float(scores.get("positive_score") or 0.0),
+                float(scores.get("score_delta") or 0.0))
+
+    return max(attempts, key=key)
+
+
+def run_attempts(
+    client: "ComfyUIClient",
+    workflow: dict[str, Any],
+    params: GenerationParams,
+    *,
+    dest_dir: Path,
+    name: str,
+    scorer: Scorer | None = None,
+    thresholds: Thresholds = Thresholds(),
+    strategy: str = "progressive",
+    max_attempts: int = 1,
+    validation_prompt: str | None = None,
+    job_key: str | None = None,
+    on_event: Callable[[Any], None] | None = None,
+    on_submitted: Callable[[str], None] | None = None,
+    on_attempt: Callable[[Attempt], None] | None = None,
+    gate: ContextManager[Any] | None = None,
+    timeout: float | None = None,
+    rng: random.Random | None = None,
+    keep_all: bool = False,
+) -> Outcome:
+    """Render until an attempt passes ``thresholds`` or ``max_attempts`` is reached.
+
+    ``job_key`` makes prompt ids deterministic (so a re-run adopts a job an
+    earlier run queued). Without a ``scorer`` exactly one attempt is made.
+    Files of attempts that were not kept are deleted unless ``keep_all``.
+    """
+    from comfy_gen.strategies import next_params
+    from comfy_gen.workflow import get_params
+
+    rng = rng or random.Random()
+    base = _merge(get_params(workflow), params)
+    base = base.replace(seed=resolve_seed(base.seed, rng))
+    limit = max(1, max_attempts if scorer is not None else 1)
+    outcome = Outcome(strategy=strategy if limit > 1 else None, max_attempts=limit)
+    check_prompt = validation_prompt if validation_prompt is not None else (base.prompt or "")
+
+    current = base
+    for number in range(1, limit + 1):
+        if number > 1:
+            current = next_params(strategy, number, base, rng=rng)
+            current = current.replace(seed=resolve_seed(current.seed, rng))
+        pid = deterministic_prompt_id(job_key, f"a{number}") if job_key else None
+        result: RenderResult = render(
+            client, workflow, current, dest_dir=dest_dir, name=f"{name}_a{number}",
+            prompt_id=pid, adopt=job_key is not None, on_event=on_event,
+            on_submitted=on_submitted, timeout=timeout, gate=gate,
+        )
+        attempt = Attempt(number=number, params=current, prompt_id=result.prompt_id,
+                          files=result.files, elapsed=result.elapsed, cached=result.cached)
+        if scorer is not None and result.files:
+            scores = scorer.score_many([result.files[0]], [check_prompt], [current.negative_prompt or None])[0]
+            attempt.scores = scores
+            attempt.passed, attempt.reason = thresholds.evaluate(scores)
+        outcome.attempts.append(attempt)
+        if on_attempt:
+            on_attempt(attempt)
+        if scorer is None or attempt.passed:
+            break
+        log.info("Attempt %d of %s failed validation: %s", number, name, attempt.reason)
+
+    outcome.best = best_of(outcome.attempts)
+    if scorer is None:
+        outcome.status = "unvalidated"
+    elif outcome.best is not None and outcome.best.passed:
+        outcome.status = "passed"
+    elif outcome.best is not None and outcome.best.scores and not outcome.best.scores.get("error"):
+        outcome.status = "best_effort"
+    else:
+        outcome.status = "failed"
+    if not keep_all:
+        remove_files([f for a in outcome.attempts if a is not outcome.best for f in a.files])
+    return outcome
+
+
+def _merge(base: GenerationParams, override: GenerationParams) -> GenerationParams:
+    """``override``'s set values on top of the workflow's own values."""
+    changes = {k: v for k, v in override.to_dict().items() if v not in (None, [], {})}
+    changes.pop("loras", None)
+    changes.pop("extra", None)
+    merged = base.replace(**changes)
+    # LoRAs and extra inputs are additions, not replacements of the graph's own.
+    return merged.replace(loras=override.loras, extra=override.extra)

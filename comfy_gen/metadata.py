@@ -1,0 +1,290 @@
+"""Image metadata: the sidecar JSON, PNG text chunks, and reading them back.
+
+The sidecar (``<image>.json``) and the ``comfygen_metadata`` PNG chunk hold the
+same document (schema: ``comfy_gen/schemas/metadata.schema.json``). PNGs also
+get an A1111/CivitAI ``parameters`` line. ComfyUI's own ``prompt``/``workflow``
+chunks are kept as they are: they let ComfyUI reload the graph by drag-and-drop.
+Embedding happens before upload, so the stored copy carries the metadata too.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import uuid
+import zlib
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from comfy_gen.errors import MetadataNotFound, UsageError
+from comfy_gen.storage.local import atomic_write_bytes, atomic_write_json, sidecar_path
+
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "metadata.schema.json"
+METADATA_CHUNK = "comfygen_metadata"
+PARAMETERS_CHUNK = "parameters"
+COMFYUI_CHUNKS = ("prompt", "workflow")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_TEXT_TYPES = (b"tEXt", b"iTXt", b"zTXt")
+
+
+# --- building the document ----------------------------------------------------
+
+
+def parse_tags(text: str | None) -> dict[str, str | bool]:
+    """``"project:demo,draft"`` -> ``{"project": "demo", "draft": True}``."""
+    tags: dict[str, str | bool] = {}
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if ":" in part:
+            key, value = part.split(":", 1)
+            if key.strip():
+                tags[key.strip()] = value.strip()
+        else:
+            tags[part] = True
+    return tags
+
+
+def _params_dict(params: Any) -> dict[str, Any]:
+    if params is None:
+        return {}
+    if hasattr(params, "to_dict"):
+        return dict(params.to_dict())
+    return dict(params)
+
+
+def _loras(items: Any) -> list[dict[str, Any]]:
+    out = []
+    for item in items or []:
+        if isinstance(item, str):
+            name, _, strength = item.rpartition(":") if ":" in item else (item, "", "1")
+            out.append({"name": name, "strength": float(strength or 1)})
+            continue
+        if hasattr(item, "to_dict"):
+            item = item.to_dict()
+        strength = item.get("strength", item.get("strength_model", 1.0))
+        entry = {"name": item.get("name") or item.get("filename"), "strength": float(strength)}
+        clip = item.get("strength_clip")
+        if clip is not None and float(clip) != entry["strength"]:
+            entry["strength_clip"] = float(clip)
+        out.append(entry)
+    return out
+
+
+def build_metadata(*, params: Any, workflow_name: str | None = None, model: str | None = None,
+                   vae: str | None = None, prompt_id: str | None = None, generation_id: str | None = None,
+                   preset: str | None = None, validation: dict[str, Any] | None = None,
+                   quality: dict[str, Any] | None = None, attempts: list[dict[str, Any]] | None = None,
+                   max_attempts: int | None = None, strategy: str | None = None,
+                   final_status: str | None = None, storage: dict[str, Any] | None = None,
+                   organization: dict[str, Any] | None = None, flow_run_id: str | None = None,
+                   item_id: str | None = None, recipe: str | None = None, backend: str | None = None,
+                   timestamp: datetime | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The metadata document of one finished image (sections as in the original).
+
+    ``params`` is a GenerationParams or its ``to_dict()`` for the image as rendered
+    (the last attempt's values, not the first's). ``attempts`` lists
+    ``{"params": ..., "scores": ...}`` per attempt. ``organization.tags`` may be
+    a ``"k:v,flag"`` string.
+    """
+    from comfy_gen import __version__
+
+    p = _params_dict(params)
+    width, height = p.get("width"), p.get("height")
+    if quality is None and validation and validation.get("positive_score") is not None:
+        # No quality scoring ran: CLIP prompt adherence is the only score we have.
+        quality = {"composite_score": None, "grade": None, "technical": None, "aesthetic": None,
+                   "prompt_adherence": {"clip": validation["positive_score"]}, "detail": None}
+    attempt_list = [{"params": _params_dict(a.get("params")), "scores": a.get("scores")}
+                    for a in attempts or []]
+    org = dict(organization or {})
+    if isinstance(org.get("tags"), str):
+        org["tags"] = parse_tags(org["tags"])
+    meta: dict[str, Any] = {
+        "timestamp": (timestamp or datetime.now(timezone.utc)).isoformat(),
+        "generation_id": generation_id or str(uuid.uuid4()),
+        "input": {"prompt": p.get("prompt"), "negative_prompt": p.get("negative_prompt"), "preset": preset},
+        "workflow": {"name": workflow_name, "model": model or p.get("checkpoint"), "vae": vae or p.get("vae")},
+        "parameters": {
+            "seed": p.get("seed"), "steps": p.get("steps"), "cfg": p.get("cfg"),
+            "sampler": p.get("sampler"), "scheduler": p.get("scheduler"), "denoise": p.get("denoise"),
+            "resolution": [width, height] if width and height else None,
+            "loras": _loras(p.get("loras")),
+        },
+        "quality": quality,
+        "validation": validation,
+        "refinement": {
+            "attempt": len(attempt_list) or (1 if final_status else None),
+            "max_attempts": max_attempts, "strategy": strategy,
+            "attempts": attempt_list,
+            "previous_scores": [a["scores"] for a in attempt_list[:-1]],
+            "final_status": final_status,
+        },
+        "storage": {"url": None, "key": None, "file_size_bytes": None, "format": None,
+                    "generation_time_seconds": None, **(storage or {})},
+        "organization": {"project": org.pop("project", None), "batch_id": org.pop("batch_id", None),
+                         "tags": org.pop("tags", None) or {}, **org},
+        "comfyui": {"prompt_id": prompt_id, "backend": backend},
+        "prefect": {"flow_run_id": flow_run_id},
+        "comfy_gen": {"version": __version__, "item_id": item_id, "recipe": recipe},
+    }
+    if extra:
+        meta["extra"] = extra
+    return meta
+
+
+def load_schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def validate_metadata(meta: dict[str, Any]) -> None:
+    """Raise UsageError listing every schema violation of ``meta``."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(load_schema())
+    problems = [f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
+                for e in validator.iter_errors(meta)]
+    if problems:
+        raise UsageError("Invalid metadata: " + "; ".join(problems))
+
+
+def write_sidecar(image_path: str | Path, meta: dict[str, Any]) -> Path:
+    """Write ``<image>.json`` atomically; returns its path."""
+    return atomic_write_json(sidecar_path(image_path), meta)
+
+
+# --- the A1111 line --------------------------------------------------------------
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def a1111_parameters(meta: dict[str, Any]) -> str:
+    """The A1111/CivitAI ``parameters`` text: prompt, negative line, then settings."""
+    inp, prm, wf = meta.get("input") or {}, meta.get("parameters") or {}, meta.get("workflow") or {}
+    lines = [inp.get("prompt") or ""]
+    if inp.get("negative_prompt"):
+        lines.append(f"Negative prompt: {inp['negative_prompt']}")
+    fields: list[tuple[str, Any]] = [("Steps", prm.get("steps")), ("Sampler", prm.get("sampler")),
+                                     ("CFG scale", prm.get("cfg")), ("Seed", prm.get("seed"))]
+    res = prm.get("resolution")
+    fields.append(("Size", f"{res[0]}x{res[1]}" if res else None))
+    fields += [("Model", wf.get("model")), ("VAE", wf.get("vae"))]
+    fields += [("Lora", f"{lo['name']}:{_fmt(lo['strength'])}") for lo in prm.get("loras") or []]
+    lines.append(", ".join(f"{k}: {_fmt(v)}" for k, v in fields if v is not None and v != ""))
+    return "\n".join(lines)
+
+
+# --- PNG chunks --------------------------------------------------------------------
+
+
+def _chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    if not data.startswith(PNG_SIGNATURE):
+        raise UsageError("Not a PNG file")
+    pos = len(PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        ctype = data[pos + 4:pos + 8]
+        yield ctype, data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+        if ctype == b"IEND":
+            return
+
+
+def _chunk(ctype: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", zlib.crc32(ctype + body))
+
+
+def _text_chunk(keyword: str, text: str) -> bytes:
+    # tEXt is Latin-1 only; prompts are often not, so use uncompressed iTXt (UTF-8) then.
+    try:
+        return _chunk(b"tEXt", keyword.encode("latin-1") + b"\0" + text.encode("latin-1"))
+    except UnicodeEncodeError:
+        return _chunk(b"iTXt", keyword.encode("latin-1") + b"\0\0\0\0\0" + text.encode("utf-8"))
+
+
+def _decode_text(ctype: bytes, body: bytes) -> tuple[str, str]:
+    keyword, _, rest = body.partition(b"\0")
+    key = keyword.decode("latin-1")
+    if ctype == b"tEXt":
+        return key, rest.decode("latin-1")
+    if ctype == b"zTXt":
+        return key, zlib.decompress(rest[1:]).decode("latin-1")
+    compressed, rest = rest[0], rest[2:]          # flag, method
+    _lang, _, rest = rest.partition(b"\0")
+    _translated, _, text = rest.partition(b"\0")
+    return key, (zlib.decompress(text) if compressed else text).decode("utf-8")
+
+
+def png_text_chunks(path: str | Path) -> dict[str, str]:
+    """Every text chunk of a PNG (tEXt, zTXt, iTXt) as keyword -> text."""
+    out: dict[str, str] = {}
+    for ctype, body in _chunks(Path(path).read_bytes()):
+        if ctype in _TEXT_TYPES:
+            key, text = _decode_text(ctype, body)
+            out[key] = text
+    return out
+
+
+def embed_png_metadata(path: str | Path, meta: dict[str, Any], params: Any = None) -> Path:
+    """Add ``comfygen_metadata`` (JSON) and ``parameters`` (A1111) chunks to a PNG.
+
+    Every other chunk, ComfyUI's ``prompt``/``workflow`` included, is copied
+    byte for byte (no re-encoding); earlier comfy-gen chunks are replaced. The
+    file is rewritten atomically. ``params`` is accepted for the contract's
+    signature; the document already holds the parameters.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    ours = {METADATA_CHUNK, PARAMETERS_CHUNK}
+    out = [PNG_SIGNATURE]
+    for ctype, body in _chunks(data):
+        if ctype in _TEXT_TYPES and body.partition(b"\0")[0].decode("latin-1") in ours:
+            continue
+        if ctype == b"IEND":
+            out.append(_text_chunk(METADATA_CHUNK, json.dumps(meta, ensure_ascii=False, default=str)))
+            out.append(_text_chunk(PARAMETERS_CHUNK, a1111_parameters(meta)))
+        out.append(_chunk(ctype, body))
+    return atomic_write_bytes(path, b"".join(out))
+
+
+# --- reading back ------------------------------------------------------------------
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The comfy-gen document of an image: the ``comfygen_metadata`` chunk, else the
+    sidecar, else what ComfyUI itself embedded (``source`` says which)."""
+    path = Path(path)
+    chunks: dict[str, str] = {}
+    if path.read_bytes()[:8] == PNG_SIGNATURE:
+        chunks = png_text_chunks(path)
+    if METADATA_CHUNK in chunks:
+        try:
+            return {**json.loads(chunks[METADATA_CHUNK]), "source": "png"}
+        except json.JSONDecodeError:
+            pass  # damaged chunk: fall through to the sidecar
+    side = sidecar_path(path)
+    if side.is_file():
+        try:
+            return {**json.loads(side.read_text(encoding="utf-8")), "source": "sidecar"}
+        except json.JSONDecodeError as exc:
+            raise MetadataNotFound(f"Sidecar {str(side)!r} is not valid JSON: {exc}") from exc
+    found = {k: chunks[k] for k in (*COMFYUI_CHUNKS, PARAMETERS_CHUNK) if k in chunks}
+    if found:
+        data: dict[str, Any] = {"source": "comfyui"}
+        for key, text in found.items():
+            try:
+                data[key] = json.loads(text) if key in COMFYUI_CHUNKS else text
+            except json.JSONDecodeError:
+                data[key] = text
+        return data
+    raise MetadataNotFound(
+        f"No comfy-gen metadata in {str(path)!r}: no {METADATA_CHUNK!r} PNG chunk, no sidecar "
+        f"{side.name!r}, and no ComfyUI prompt/workflow chunks",
+        hint=f"Images made by comfy-gen keep a sidecar next to them ({side.name}); "
+             "copy it beside the image, or use the stored copy.")

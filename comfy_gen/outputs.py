@@ -1,0 +1,116 @@
+"""Finishing an output: keep the best attempt locally with its metadata, then upload.
+
+Order matters (the original got it wrong): the image is moved to its final
+local name, its metadata is embedded and its sidecar written, and only then is
+it uploaded, so the stored copy carries the same metadata. A failed upload
+never fails the generation: the files stay local and wait in the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from comfy_gen.config import Settings
+from comfy_gen.errors import StorageError
+from comfy_gen.paths import confine
+
+log = logging.getLogger(__name__)
+
+
+def adhoc_output_path(settings: Settings, output: str | None) -> Path:
+    """Where a one-off render goes: ``--output`` (inside the output folder or the
+    working directory) or ``<output_dir>/adhoc/<timestamp>.png``."""
+    out_dir = Path(settings.output_dir).resolve()
+    if output:
+        return confine(output, [Path.cwd(), out_dir], base=Path.cwd())
+    return out_dir / "adhoc" / (time.strftime("%Y%m%d_%H%M%S") + f"_{time.time_ns() % 10**6:06d}.png")
+
+
+def store_output(
+    best_file: Path,
+    target: Path,
+    *,
+    settings: Settings,
+    outcome: Any,
+    workflow_name: str,
+    params: Any,
+    job_key: str | None,
+    item: Any | None,
+    recipe: str | None,
+    run_id: str | None,
+    flow_run_id: str | None,
+    upload: bool,
+    storage: Any | None = None,
+    outbox: Any | None = None,
+    result: dict[str, Any] | None = None,
+    metadata: bool = True,
+    organization: dict[str, Any] | None = None,
+    generation_time: float | None = None,
+) -> dict[str, Any]:
+    """Move ``best_file`` to ``target``, write metadata, upload; return paths/keys/url."""
+    from comfy_gen.metadata import build_metadata, embed_png_metadata, write_sidecar
+    from comfy_gen.storage import atomic_copy, object_key
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    best = outcome.best
+    key = object_key(recipe or "adhoc", item.id if item is not None else target.stem, target.suffix or ".png")
+    stored: dict[str, Any] = {"file": str(target), "sidecar": None, "key": None, "url": None,
+                              "upload": "disabled"}
+    meta: dict[str, Any] | None = None
+    if metadata:
+        meta = build_metadata(
+            params=params, workflow_name=workflow_name, prompt_id=best.prompt_id if best else None,
+            validation=best.scores if best else None, attempts=[a.to_dict() for a in outcome.attempts],
+            max_attempts=outcome.max_attempts, strategy=outcome.strategy, final_status=outcome.status,
+            storage={"file_size_bytes": best_file.stat().st_size, "format": best_file.suffix.lstrip("."),
+                     "generation_time_seconds": round(generation_time, 3) if generation_time else None},
+            organization=organization, flow_run_id=flow_run_id,
+            item_id=item.id if item is not None else None, recipe=recipe,
+            backend=getattr(item, "backend", None),
+        )
+        meta["comfy_gen"].update(
+            job_key=job_key, run_id=run_id, workflow=workflow_name,
+            params=params.to_dict() if hasattr(params, "to_dict") else params,
+            labels=dict(getattr(item, "labels", {}) or {}),
+            # The result record makes the sidecar the cache/resume marker too.
+            result={k: v for k, v in (result or {}).items() if k != "gpu_spans"},
+        )
+    # Write to a temp name, embed, then rename: an image under its final name is complete.
+    staging = target.with_name(target.name + ".tmp")
+    atomic_copy(best_file, staging)
+    if meta is not None and best_file.suffix.lower() == ".png":
+        embed_png_metadata(staging, meta)
+    if meta is not None:
+        stored["sidecar"] = str(write_sidecar(target, meta))
+    staging.replace(target)
+    if best_file.resolve() != target.resolve():
+        best_file.unlink(missing_ok=True)
+    if upload:
+        stored.update(_upload(settings, target, key, storage, outbox))
+        if meta is not None and stored.get("url"):
+            # Record the link locally too (the uploaded sidecar already went up without it).
+            meta["storage"].update(url=stored["url"], key=key)
+            write_sidecar(target, meta)
+    return stored
+
+
+def _upload(settings: Settings, image: Path, key: str, storage: Any | None, outbox: Any | None) -> dict[str, Any]:
+    from comfy_gen.storage import Outbox, get_storage, upload_with_sidecar
+
+    try:
+        storage = storage or get_storage(settings)
+        if not getattr(storage, "remote", False):
+            return {"upload": "local-only"}
+        outbox = outbox or Outbox.from_settings(settings)
+        obj = upload_with_sidecar(storage, image, key, outbox)
+    except StorageError as exc:
+        # Auth or bucket problems: the files are local and in the outbox; say so loudly.
+        log.error("Upload of %s failed (%s); kept locally and queued in the outbox", image, exc)
+        return {"upload": "queued", "key": key, "upload_error": str(exc)}
+    if obj is None:
+        return {"upload": "queued", "key": key}
+    return {"upload": "skipped" if obj.skipped else "uploaded", "key": obj.key, "url": obj.url}

@@ -1,0 +1,166 @@
+"""Frozen value objects: a loaded Recipe, its sections, and the expanded RecipeItem."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from comfy_gen.params import GenerationParams
+
+#: Axis names a matrix may vary, in the order the docs list them.
+AXES: tuple[str, ...] = (
+    "prompt", "negative_prompt", "seed", "steps", "cfg", "sampler", "scheduler",
+    "width", "height", "size", "denoise", "checkpoint", "loras", "categories",
+)
+
+#: Strategies that always exist; comfy_gen.strategies may register more.
+BUILTIN_STRATEGIES: tuple[str, ...] = ("progressive", "seed_search", "prompt_enhance")
+
+
+@dataclass(frozen=True)
+class RecipeProblem:
+    """One problem in a recipe file; ``str()`` is ``file:line: json.path: message``."""
+
+    file: str
+    line: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.path}: {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "path": self.path, "message": self.message}
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """One prompt template from ``prompts`` or ``matrix.axes.prompt``."""
+
+    text: str
+    label: str | None = None
+    negative_prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """The ``validation`` section (thresholds on the CLIP 100*max(cos,0) scale)."""
+
+    enabled: bool = False
+    validator: str = "clip"
+    positive_threshold: float = 25.0
+    delta_threshold: float | None = None
+    allow_skip: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, "validator": self.validator,
+                "positive_threshold": self.positive_threshold,
+                "delta_threshold": self.delta_threshold, "allow_skip": self.allow_skip}
+
+
+@dataclass(frozen=True)
+class RefinementConfig:
+    """The ``refinement`` section: strategy and attempts per item (1 = no retries)."""
+
+    strategy: str = "progressive"
+    max_attempts: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"strategy": self.strategy, "max_attempts": self.max_attempts}
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """The ``output`` section; ``dir`` and ``prefix`` default to the recipe name."""
+
+    dir: str
+    prefix: str
+    upload: bool = False
+    contact_sheet: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dir": self.dir, "prefix": self.prefix, "upload": self.upload,
+                "contact_sheet": self.contact_sheet}
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One matrix dimension: a name and its values (already parsed, not yet expanded)."""
+
+    name: str
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A validated recipe file. ``raw`` is the parsed YAML; the rest are typed sections.
+
+    ``axes`` holds every varying dimension: ``prompts`` and ``seeds`` become the
+    ``prompt`` and ``seed`` axes, followed by ``matrix.axes`` in file order.
+    """
+
+    name: str
+    description: str
+    path: Path
+    sha256: str
+    raw: dict[str, Any]
+    workflow: str
+    backends: tuple[str, ...]
+    defaults: GenerationParams
+    axes: tuple[Axis, ...]
+    zip_groups: tuple[tuple[str, ...], ...]
+    rows_axis: str | None
+    cols_axis: str | None
+    categories: tuple[str, ...]
+    validation: ValidationConfig
+    refinement: RefinementConfig
+    output: OutputConfig
+    nightly: bool = False
+    policy_tier: str | None = None
+    # JSON path -> line, for errors found while expanding (categories, policy).
+    lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def wildcards_dir(self) -> Path:
+        """``wildcards/`` next to the recipe file."""
+        return self.path.parent / "wildcards"
+
+
+@dataclass(frozen=True)
+class RecipeItem:
+    """One fully resolved render. ``id`` hashes workflow + params + backend."""
+
+    id: str
+    index: int
+    params: GenerationParams
+    workflow: str
+    backend: str
+    labels: dict[str, str] = field(default_factory=dict)
+    grid: tuple[int, int] | None = None
+    categories: list[str] = field(default_factory=list)
+    validation: dict[str, Any] = field(default_factory=dict)
+    refinement: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "index": self.index, "params": self.params.to_dict(),
+            "workflow": self.workflow, "backend": self.backend, "labels": dict(self.labels),
+            "grid": list(self.grid) if self.grid is not None else None,
+            "categories": list(self.categories), "validation": dict(self.validation),
+            "refinement": dict(self.refinement),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RecipeItem":
+        grid = data.get("grid")
+        return cls(
+            id=data["id"], index=int(data["index"]),
+            params=GenerationParams.from_dict(data["params"]),
+            workflow=data["workflow"], backend=data["backend"],
+            labels=dict(data.get("labels") or {}),
+            grid=(int(grid[0]), int(grid[1])) if grid is not None else None,
+            categories=list(data.get("categories") or []),
+            validation=dict(data.get("validation") or {}),
+            refinement=dict(data.get("refinement") or {}),
+        )

@@ -1,0 +1,223 @@
+"""The upload outbox: uploads that failed wait here until ``sync`` succeeds.
+
+A storage outage must never cost an image or fail a generation: the image is
+already in the local store, and its upload is recorded here (one row per object
+key) to be retried by ``comfy-gen storage sync`` or the next flow run. The
+outbox is a SQLite file under ``<output_dir>/.outbox/`` because SQLite's locking
+makes it safe for several processes (flow workers, the CLI) at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from comfy_gen.errors import BucketNotFound, StorageAuthError, StorageError, TransientError
+from comfy_gen.storage.base import Storage, StoredObject, check_key, content_type_for
+
+log = logging.getLogger(__name__)
+
+OUTBOX_FILE = "outbox.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    key          TEXT PRIMARY KEY,
+    local_path   TEXT NOT NULL,
+    content_type TEXT,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT,
+    created_at   REAL NOT NULL,
+    updated_at   REAL NOT NULL,
+    version      INTEGER NOT NULL DEFAULT 1
+)
+"""
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    key: str
+    local_path: str
+    content_type: str | None
+    attempts: int
+    last_error: str | None
+    created_at: float
+    version: int
+
+
+@dataclass
+class SyncReport:
+    """What one ``sync`` did: keys uploaded, keys that failed again, entries left."""
+
+    uploaded: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    remaining: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        return {"uploaded": self.uploaded, "failed": self.failed, "remaining": self.remaining}
+
+
+class Outbox:
+    """A process-safe queue of pending uploads, deduplicated by object key.
+
+    ``path`` is the outbox folder (``<output_dir>/.outbox``) or the database file.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        self.db_path = path if path.suffix == ".sqlite3" else path / OUTBOX_FILE
+        self._ready = False
+
+    @classmethod
+    def from_settings(cls, settings: object) -> "Outbox":
+        from comfy_gen.storage.local import OUTBOX_DIR
+
+        return cls(Path(getattr(settings, "output_dir")).expanduser() / OUTBOX_DIR)
+
+    def __repr__(self) -> str:
+        return f"Outbox({str(self.db_path)!r})"
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        if not self._ready:
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        # One short-lived connection per operation: safe across threads and
+        # processes; `timeout` waits for another writer's lock instead of failing.
+        with closing(sqlite3.connect(self.db_path, timeout=30, isolation_level=None)) as conn:
+            if not self._ready:
+                conn.execute(_SCHEMA)
+                self._ready = True
+            yield conn
+
+    def add(self, local_path: str | Path, key: str, content_type: str | None = None,
+            *, error: str | None = None) -> None:
+        """Record (or refresh) a pending upload; a key is only ever queued once."""
+        check_key(key)
+        now = time.time()
+        with self._db() as conn:
+            conn.execute(
+                "INSERT INTO outbox (key, local_path, content_type, attempts, last_error, created_at, updated_at)"
+                " VALUES (?, ?, ?, 0, ?, ?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET local_path=excluded.local_path,"
+                " content_type=excluded.content_type, last_error=excluded.last_error,"
+                " updated_at=excluded.updated_at, version=outbox.version+1",
+                (key, str(Path(local_path).resolve()), content_type, error, now, now))
+
+    def pending(self) -> list[OutboxEntry]:
+        """Every queued upload, oldest first."""
+        with self._db() as conn:
+            rows = conn.execute("SELECT key, local_path, content_type, attempts, last_error, created_at,"
+                                " version FROM outbox ORDER BY created_at, key").fetchall()
+        return [OutboxEntry(*row) for row in rows]
+
+    def count(self) -> int:
+        if not self.db_path.exists():
+            return 0
+        with self._db() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def remove(self, key: str, *, version: int | None = None) -> bool:
+        """Drop an entry after its upload succeeded. With ``version``, only if nobody
+        re-queued the key meanwhile (a newer file must not be forgotten)."""
+        with self._db() as conn:
+            if version is None:
+                cur = conn.execute("DELETE FROM outbox WHERE key=?", (key,))
+            else:
+                cur = conn.execute("DELETE FROM outbox WHERE key=? AND version=?", (key, version))
+            return cur.rowcount > 0
+
+    def _failed(self, key: str, error: str) -> None:
+        with self._db() as conn:
+            conn.execute("UPDATE outbox SET attempts=attempts+1, last_error=?, updated_at=? WHERE key=?",
+                         (error, time.time(), key))
+
+    def sync(self, storage: Storage, *, workers: int = 8) -> SyncReport:
+        """Upload every pending entry; remove each one only after its upload succeeded.
+
+        Auth and bucket errors are raised (nothing will succeed until the settings
+        are fixed); the entries stay queued.
+        """
+        entries = self.pending()
+        report = SyncReport()
+        if not entries:
+            return report
+
+        def one(entry: OutboxEntry) -> tuple[OutboxEntry, StoredObject | None, BaseException | None]:
+            try:
+                return entry, storage.put(entry.local_path, entry.key, content_type=entry.content_type), None
+            except StorageError as exc:
+                return entry, None, exc
+
+        config_error: StorageError | None = None
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for entry, stored, exc in pool.map(one, entries):
+                if stored is not None:
+                    self.remove(entry.key, version=entry.version)
+                    report.uploaded.append(entry.key)
+                    continue
+                assert exc is not None
+                self._failed(entry.key, exc.message if isinstance(exc, StorageError) else str(exc))
+                report.failed[entry.key] = str(getattr(exc, "message", exc))
+                if isinstance(exc, (StorageAuthError, BucketNotFound)) and config_error is None:
+                    config_error = exc
+        report.remaining = self.count()
+        if config_error is not None:
+            raise config_error
+        return report
+
+
+def upload_files(storage: Storage, files: Sequence[tuple[str | Path, str] | tuple[str | Path, str, str | None]],
+                 outbox: Outbox | None, *, workers: int = 8, retries: int = 2,
+                 backoff: float = 0.25) -> list[StoredObject | None]:
+    """Upload ``(path, key[, content_type])`` pairs in parallel; results in input order.
+
+    Transient failures are retried ``retries`` times with short backoff, then the
+    file is recorded in the outbox and its result is None: the image stays local
+    and queued, and the caller's generation still counts as done. Once one file
+    has failed for good, files not yet started go straight to the outbox rather
+    than each waiting out the outage. Auth/bucket errors are recorded too, then
+    the first one is raised after every file was handled (they are config errors).
+    """
+    if not storage.remote:
+        return [storage.put(item[0], item[1]) for item in files]
+    down = threading.Event()
+    outage: list[str] = []  # the error that marked storage as down, for the queued entries
+
+    def one(item: tuple) -> tuple[StoredObject | None, StorageError | None]:
+        path, key = item[0], item[1]
+        ctype = (item[2] if len(item) > 2 else None) or content_type_for(path)
+        last: StorageError | None = None
+        for attempt in range(retries + 1):
+            if down.is_set():
+                break
+            try:
+                return storage.put(path, key, content_type=ctype), None
+            except StorageError as exc:
+                last = exc
+                if not isinstance(exc, TransientError):
+                    break
+                if attempt < retries:
+                    time.sleep(backoff * (2 ** attempt))
+        if isinstance(last, TransientError):
+            outage.append(last.message)
+            down.set()
+        elif not isinstance(last, (StorageAuthError, BucketNotFound)):
+            log.warning("Upload of %s failed: %s", key, last)
+        reason = last.message if last else "not tried: " + (outage[0] if outage else "storage unavailable")
+        if outbox is not None and Path(path).is_file():
+            outbox.add(path, key, ctype, error=reason)
+            log.warning("Upload of %s queued in the outbox: %s", key, reason)
+        return None, last
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(files) or 1))) as pool:
+        results = list(pool.map(one, files))
+    for _, exc in results:
+        if isinstance(exc, (StorageAuthError, BucketNotFound)):
+            raise exc
+    return [stored for stored, _ in results]

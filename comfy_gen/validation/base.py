@@ -1,0 +1,218 @@
+"""The validator contract: protocol, results, thresholds, registry, best-of-N.
+
+Scores are dicts so they travel through Prefect results and JSON sidecars
+unchanged: ``positive_score``, ``negative_score`` (with a negative prompt),
+``score_delta`` (positive - negative), or ``error`` when the image could not be
+scored. A validator turns one score dict into a ``ValidationResult`` with
+``evaluate``. New validators register with ``@register_validator("name")``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence, TypeVar, Union, runtime_checkable
+
+from comfy_gen.errors import UsageError
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+log = logging.getLogger(__name__)
+
+#: A path to an image file, or an already opened PIL image.
+ImageInput = Union[str, Path, "Image"]
+
+#: Default positive thresholds on the CLIPScore scale, 100 * max(cos, 0).
+#: Why these numbers: with OpenAI CLIP, an image and a caption that matches it
+#: score about 27-35 (ViT-B/32; Hessel et al. 2021, "CLIPScore", report mean
+#: cosines near 0.3 on human captions; torchmetrics' CLIPScore gives ~30 for
+#: text-to-image outputs), while unrelated captions score about 10-20. The
+#: threshold sits between the two ranges, a little lower for the larger models
+#: whose cosines run lower overall. These are starting points: calibrate on your
+#: own images, and pass an explicit threshold, which always wins.
+DEFAULT_POSITIVE_THRESHOLDS: dict[str, float] = {
+    "openai/clip-vit-base-patch32": 22.0,
+    "openai/clip-vit-base-patch16": 22.0,
+    "openai/clip-vit-large-patch14": 20.0,
+    "openai/clip-vit-large-patch14-336": 20.0,
+    "laion/CLIP-ViT-H-14-laion2B-s32B-b79K": 20.0,
+}
+#: Used for model names not in the table (local folders named differently, tiny test models).
+FALLBACK_POSITIVE_THRESHOLD = 20.0
+
+
+def default_positive_threshold(model_name: str) -> float:
+    """The default threshold for ``model_name`` (a hub id, or a folder named like one)."""
+    if model_name in DEFAULT_POSITIVE_THRESHOLDS:
+        return DEFAULT_POSITIVE_THRESHOLDS[model_name]
+    # A local copy is usually a folder named after the hub repo: /models/clip-vit-base-patch32.
+    tail = Path(str(model_name).rstrip("/\\")).name.lower()
+    for known, value in DEFAULT_POSITIVE_THRESHOLDS.items():
+        if known.split("/")[-1].lower() == tail:
+            return value
+    return FALLBACK_POSITIVE_THRESHOLD
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Pass rules: ``positive`` None = the validator's default; ``delta`` None = not checked."""
+
+    positive: float | None = None
+    delta: float | None = None
+
+    @classmethod
+    def coerce(cls, value: "Thresholds | Mapping[str, float | None] | None") -> "Thresholds":
+        """Accept a Thresholds, a mapping (``positive``/``positive_threshold``, ``delta``/...), or None."""
+        if value is None:
+            return cls()
+        if isinstance(value, Thresholds):
+            return value
+        positive = value.get("positive", value.get("positive_threshold"))
+        delta = value.get("delta", value.get("delta_threshold"))
+        return cls(positive=None if positive is None else float(positive),
+                   delta=None if delta is None else float(delta))
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """The verdict on one image."""
+
+    passed: bool
+    reason: str
+    scores: dict[str, Any] = field(default_factory=dict)
+    validator: str = "clip"
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    @property
+    def positive_score(self) -> float | None:
+        return self.scores.get("positive_score")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The seed's result keys (passed, reason, positive_score, negative_score,
+        score_delta, error) plus the validator name and the thresholds applied."""
+        return {
+            "passed": self.passed,
+            "reason": self.reason,
+            "positive_score": self.scores.get("positive_score"),
+            "negative_score": self.scores.get("negative_score"),
+            "score_delta": self.scores.get("score_delta"),
+            "error": self.scores.get("error"),
+            "validator": self.validator,
+            "positive_threshold": self.thresholds.positive,
+            "delta_threshold": self.thresholds.delta,
+        }
+
+
+@runtime_checkable
+class Validator(Protocol):
+    """What the flow and the CLI need from a validator."""
+
+    name: str
+
+    def score_many(
+        self,
+        images: Sequence[ImageInput],
+        prompts: Sequence[str] | str,
+        negatives: Sequence[str | None] | str | None = None,
+    ) -> list[dict[str, Any]]:
+        """One score dict per image (``error`` set for images that could not be scored)."""
+        ...
+
+    def evaluate(
+        self, score: Mapping[str, Any], thresholds: Thresholds | Mapping[str, float | None] | None = None
+    ) -> ValidationResult:
+        """Apply pass rules to one score dict."""
+        ...
+
+
+def evaluate_scores(
+    score: Mapping[str, Any], *, positive_threshold: float, delta_threshold: float | None = None,
+    validator: str = "clip", label: str = "CLIP",
+) -> ValidationResult:
+    """The shared pass rule: no error, positive >= threshold, and delta >= its
+    threshold when a delta exists. Never a silent pass on a scoring error."""
+    thresholds = Thresholds(positive=positive_threshold, delta=delta_threshold)
+    scores = dict(score)
+    if scores.get("error"):
+        return ValidationResult(False, f"{label} scoring failed: {scores['error']}", scores, validator, thresholds)
+    positive = scores.get("positive_score")
+    if positive is None:
+        return ValidationResult(False, f"{label} scoring failed: no positive score", scores, validator, thresholds)
+    if positive < positive_threshold:
+        reason = f"Low positive {label} score: {positive:.2f} < {positive_threshold:.2f}"
+        return ValidationResult(False, reason, scores, validator, thresholds)
+    delta = scores.get("score_delta")
+    if delta_threshold is not None and delta is not None and delta < delta_threshold:
+        reason = f"Low {label} score delta: {delta:.2f} < {delta_threshold:.2f}"
+        return ValidationResult(False, reason, scores, validator, thresholds)
+    return ValidationResult(True, "Image passed validation", scores, validator, thresholds)
+
+
+def warn_if_legacy_threshold(threshold: float | None) -> None:
+    """The seed used a 0-1 scale (default 0.25); on the 0-100 scale that passes everything."""
+    if threshold is not None and 0 < threshold <= 1.0:
+        log.warning(
+            "CLIP positive threshold %.3g looks like the old 0-1 scale; scores are now "
+            "100 * max(cos, 0) (0-100), so it will pass almost any image", threshold,
+        )
+
+
+def _rank_key(result: Any) -> tuple[int, float, float]:
+    data = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+    positive = data.get("positive_score")
+    if data.get("error") or positive is None or (isinstance(positive, float) and math.isnan(positive)):
+        return (0, -math.inf, -math.inf)
+    delta = data.get("score_delta")
+    return (1, float(positive), -math.inf if delta is None else float(delta))
+
+
+def select_best(results: Sequence[Mapping[str, Any] | ValidationResult]) -> int:
+    """Index of the best of N scored images: highest positive score, ties broken by
+    the higher delta; images with errors rank last. The first wins a full tie."""
+    if not results:
+        raise ValueError("select_best() needs at least one result")
+    best = 0
+    for i in range(1, len(results)):
+        if _rank_key(results[i]) > _rank_key(results[best]):
+            best = i
+    return best
+
+
+# --- registry ------------------------------------------------------------------
+
+_V = TypeVar("_V", bound=type)
+_VALIDATORS: dict[str, type] = {}
+
+
+def register_validator(name: str) -> Callable[[_V], _V]:
+    """Class decorator: make a validator available as ``name`` (later ones replace earlier)."""
+
+    def decorator(cls: _V) -> _V:
+        _VALIDATORS[name] = cls
+        return cls
+
+    return decorator
+
+
+def _load_builtins() -> None:
+    # Importing the module registers "clip"; it is cheap (torch is imported on first use).
+    import comfy_gen.validation.clip  # noqa: F401
+
+
+def list_validators() -> list[str]:
+    _load_builtins()
+    return sorted(_VALIDATORS)
+
+
+def get_validator_class(name: str) -> type:
+    """The validator class registered as ``name`` (UsageError listing known names)."""
+    _load_builtins()
+    try:
+        return _VALIDATORS[name]
+    except KeyError:
+        raise UsageError(
+            f"Unknown validator {name!r}; known validators: {', '.join(sorted(_VALIDATORS))}"
+        ) from None

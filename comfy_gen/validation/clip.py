@@ -1,0 +1,320 @@
+"""CLIP image-text validation (the seed's ``ImageValidator``), batched and cached.
+
+Score scale: torchmetrics' CLIPScore, ``100 * max(cos, 0)`` between the L2-normalised
+image and text embeddings (0-100; matching pairs score roughly 25-35 with ViT-B/32).
+
+Long prompts: CLIP's text encoder sees at most 77 positions (75 tokens plus
+start/end). Rather than silently truncating (which drops the tail of long SDXL
+prompts), a prompt is split by tokens into windows of <= 75 tokens, each window is
+encoded as its own sequence, the normalised window embeddings are averaged and the
+mean is renormalised. This keeps the seed's "chunk, average, renormalise" idea but
+chunks by tokens instead of by 250 characters, so no window is ever truncated.
+
+One model per process per (model, device): ``get_validator`` caches it; the seed
+reloaded the model on every call. torch and transformers are imported on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from comfy_gen.errors import ValidatorUnavailable
+from comfy_gen.validation.base import (
+    ImageInput,
+    Thresholds,
+    ValidationResult,
+    default_positive_threshold,
+    evaluate_scores,
+    register_validator,
+    warn_if_legacy_threshold,
+)
+
+if TYPE_CHECKING:
+    import torch
+    from PIL.Image import Image
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "openai/clip-vit-base-patch32"
+UNAVAILABLE_HINT = (
+    "Set COMFY_GEN_CLIP_MODEL to a local folder holding the CLIP model (config.json, "
+    "model.safetensors, tokenizer and processor files, as written by save_pretrained), "
+    "make the Hugging Face hub reachable, or skip validation (--no-validate)."
+)
+
+
+def _load_errors() -> tuple[type[BaseException], ...]:
+    # Everything from_pretrained raises for "not there / not a CLIP model": hub errors
+    # are OSError subclasses, except EntryNotFoundError; bad configs give ValueError/KeyError.
+    errors: list[type[BaseException]] = [OSError, ValueError, KeyError, RuntimeError, ImportError, TypeError]
+    try:
+        from huggingface_hub.errors import EntryNotFoundError
+
+        errors.append(EntryNotFoundError)
+    except ImportError:  # older huggingface_hub: the errors are all OSErrors
+        pass
+    return tuple(errors)
+
+
+def _looks_local(model_name: str) -> bool:
+    return model_name.startswith((".", "/", "~", "\\")) or Path(model_name).expanduser().exists()
+
+
+def load_clip(model_name: str, device: str) -> tuple[Any, Any]:
+    """``CLIPModel`` and ``CLIPProcessor`` from a hub id or local folder, in eval mode
+    on ``device``; every load failure becomes ``ValidatorUnavailable`` (once, here)."""
+    source = model_name
+    if _looks_local(model_name):
+        path = Path(model_name).expanduser()
+        if not path.is_dir():
+            raise ValidatorUnavailable(f"CLIP model folder not found: {path}", hint=UNAVAILABLE_HINT)
+        source = str(path)
+    try:
+        from transformers import CLIPModel, CLIPProcessor
+    except ImportError as exc:
+        raise ValidatorUnavailable(
+            f"CLIP validation needs torch and transformers ({exc})",
+            hint="pip install torch transformers, or skip validation (--no-validate).",
+        ) from exc
+    try:
+        model = CLIPModel.from_pretrained(source)
+        processor = CLIPProcessor.from_pretrained(source)
+        model = model.to(device).eval()
+    except _load_errors() as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ValidatorUnavailable(
+            f"Cannot load CLIP model {model_name!r}: {type(exc).__name__}: {detail}".rstrip(": "),
+            hint=UNAVAILABLE_HINT,
+        ) from exc
+    return model, processor
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def chunk_token_ids(ids: Sequence[int], window: int) -> list[list[int]]:
+    """Split token ids into consecutive windows of at most ``window`` (>= 1 chunk)."""
+    if window < 1:
+        raise ValueError("window must be >= 1")
+    ids = list(ids)
+    return [ids[i:i + window] for i in range(0, len(ids), window)] or [[]]
+
+
+def _features(output: Any) -> "torch.Tensor":
+    # transformers 5 returns a model output with the projected embedding in
+    # .pooler_output; older versions return the tensor itself.
+    return output if not hasattr(output, "pooler_output") else output.pooler_output
+
+
+def _open_image(image: ImageInput) -> "Image":
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    with Image.open(Path(image)) as img:
+        return img.convert("RGB")
+
+
+def _broadcast(values: Sequence[Any] | str | None, n: int, what: str) -> list[Any]:
+    if values is None or isinstance(values, str):
+        return [values] * n
+    values = list(values)
+    if len(values) != n:
+        raise ValueError(f"{what}: expected {n} values (one per image), got {len(values)}")
+    return values
+
+
+@register_validator("clip")
+class ImageValidator:
+    """CLIP validator: ``compute_clip_score`` / ``validate_image`` (the seed's API) and
+    ``score_many`` for batches. Raises ``ValidatorUnavailable`` if the model cannot load."""
+
+    name = "clip"
+
+    def __init__(self, model_name: str = DEFAULT_MODEL, *, device: str | None = None, batch_size: int = 16) -> None:
+        self.model_name = model_name
+        self.device = device or default_device()
+        self.batch_size = max(1, int(batch_size))
+        self.model, self.processor = load_clip(model_name, self.device)
+        self.tokenizer = self.processor.tokenizer
+        self.image_processor = self.processor.image_processor
+        # 77 positions for OpenAI CLIP: 75 content tokens + start + end.
+        self.max_positions = int(self.model.config.text_config.max_position_embeddings)
+        self.window = self.max_positions - 2
+        # One forward pass at a time: torch already uses every core, and callers
+        # from several threads should queue here rather than oversubscribe.
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"ImageValidator(model_name={self.model_name!r}, device={self.device!r})"
+
+    @property
+    def default_threshold(self) -> float:
+        return default_positive_threshold(self.model_name)
+
+    # --- embeddings -------------------------------------------------------------
+
+    def text_embeddings(self, texts: Sequence[str]) -> "torch.Tensor":
+        """Normalised embeddings [len(texts), D]; long texts are chunk-averaged."""
+        import torch
+
+        tok = self.tokenizer
+        ids_per_text = tok(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+        rows: list[list[int]] = []
+        owner: list[int] = []
+        for t, ids in enumerate(ids_per_text):
+            for chunk in chunk_token_ids(ids, self.window):
+                rows.append([tok.bos_token_id, *chunk, tok.eos_token_id])
+                owner.append(t)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        chunk_embs = []
+        for start in range(0, len(rows), self.batch_size):
+            batch = rows[start:start + self.batch_size]
+            width = max(len(r) for r in batch)  # pad to the longest, not to 77: same result, less work
+            input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in batch], device=self.device)
+            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in batch], device=self.device)
+            out = _features(self.model.get_text_features(input_ids=input_ids, attention_mask=mask))
+            chunk_embs.append(torch.nn.functional.normalize(out.float(), dim=-1))
+        embs = torch.cat(chunk_embs)
+        owner_t = torch.tensor(owner, device=embs.device)
+        summed = torch.zeros(len(texts), embs.shape[1], device=embs.device).index_add_(0, owner_t, embs)
+        return torch.nn.functional.normalize(summed, dim=-1)  # mean then renormalise == sum then normalise
+
+    def image_embeddings(self, images: Sequence["Image"]) -> "torch.Tensor":
+        """Normalised embeddings [len(images), D] for already opened RGB images."""
+        import torch
+
+        pixels = self.image_processor(images=list(images), return_tensors="pt")["pixel_values"].to(self.device)
+        out = _features(self.model.get_image_features(pixel_values=pixels))
+        return torch.nn.functional.normalize(out.float(), dim=-1)
+
+    # --- scoring ----------------------------------------------------------------
+
+    def score_many(
+        self,
+        images: Sequence[ImageInput],
+        prompts: Sequence[str] | str,
+        negatives: Sequence[str | None] | str | None = None,
+        *,
+        batch_size: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Score many images: images go through the model in batches, each distinct
+        text is encoded once. An unreadable image gets ``error``; others still score."""
+        import torch
+
+        n = len(images)
+        pos = _broadcast(prompts, n, "prompts")
+        neg = [q or None for q in _broadcast(negatives, n, "negatives")]
+        results: list[dict[str, Any]] = [{} for _ in range(n)]
+        if n == 0:
+            return results
+        texts = list(dict.fromkeys([p or "" for p in pos] + [q for q in neg if q]))
+        size = max(1, batch_size or self.batch_size)
+        with self._lock, torch.inference_mode():
+            text_embs = self.text_embeddings(texts)
+            index = {t: i for i, t in enumerate(texts)}
+            for start in range(0, n, size):
+                opened: list[tuple[int, Image]] = []
+                for i in range(start, min(n, start + size)):
+                    try:
+                        opened.append((i, _open_image(images[i])))
+                    except (OSError, ValueError) as exc:  # missing, truncated or not an image
+                        results[i] = {"error": f"Cannot read image {images[i]}: {exc}"}
+                if not opened:
+                    continue
+                try:
+                    img_embs = self.image_embeddings([img for _, img in opened])
+                except RuntimeError as exc:  # e.g. CUDA out of memory: fail these items, not silently pass
+                    log.warning("CLIP image encoding failed: %s", exc)
+                    for i, _ in opened:
+                        results[i] = {"error": f"CLIP image encoding failed: {exc}"}
+                    continue
+                cos = img_embs @ text_embs.T  # [batch, texts]
+                for row, (i, _) in enumerate(opened):
+                    p_score = 100.0 * max(float(cos[row, index[pos[i] or ""]]), 0.0)
+                    result: dict[str, Any] = {"positive_score": p_score}
+                    if neg[i]:
+                        n_score = 100.0 * max(float(cos[row, index[neg[i]]]), 0.0)
+                        result.update(negative_score=n_score, score_delta=p_score - n_score)
+                    results[i] = result
+        return results
+
+    def compute_clip_score(self, image: ImageInput, positive: str, negative: str | None = None) -> dict[str, Any]:
+        """``positive_score``, plus ``negative_score`` and ``score_delta`` with a negative
+        prompt; ``error`` instead when the image cannot be scored."""
+        return self.score_many([image], [positive], [negative])[0]
+
+    def evaluate(
+        self, score: Mapping[str, Any], thresholds: Thresholds | Mapping[str, float | None] | None = None
+    ) -> ValidationResult:
+        """Pass rule with this model's default positive threshold unless one is given."""
+        th = Thresholds.coerce(thresholds)
+        warn_if_legacy_threshold(th.positive)
+        positive = self.default_threshold if th.positive is None else th.positive
+        return evaluate_scores(score, positive_threshold=positive, delta_threshold=th.delta, validator=self.name)
+
+    def validate_image(
+        self,
+        image: ImageInput,
+        positive: str,
+        negative: str | None = None,
+        positive_threshold: float | None = None,
+        delta_threshold: float | None = None,
+    ) -> dict[str, Any]:
+        """The seed's result dict: passed, reason, positive_score, negative_score,
+        score_delta, error (plus validator and the thresholds applied)."""
+        score = self.compute_clip_score(image, positive, negative)
+        return self.evaluate(score, Thresholds(positive_threshold, delta_threshold)).to_dict()
+
+
+# --- process-wide cache -------------------------------------------------------------
+
+_CACHE: dict[tuple[str, str], ImageValidator] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def get_validator(model_name: str | None = None, *, device: str | None = None) -> ImageValidator:
+    """The process's validator for (model, device), built once; defaults come from settings
+    (``clip_model``, ``clip_device``, ``clip_batch_size``)."""
+    from comfy_gen.config import get_settings
+
+    settings = get_settings()
+    name = model_name or settings.clip_model
+    dev = device or settings.clip_device or default_device()
+    key = (name, dev)
+    with _CACHE_LOCK:  # held while loading so two threads never build the same model
+        validator = _CACHE.get(key)
+        if validator is None:
+            validator = ImageValidator(name, device=dev, batch_size=settings.clip_batch_size)
+            _CACHE[key] = validator
+        return validator
+
+
+def ensure_available(model_name: str | None = None, *, device: str | None = None) -> ImageValidator:
+    """Load the model now (preflight, before anything renders); ValidatorUnavailable if not."""
+    return get_validator(model_name, device=device)
+
+
+def clear_validators() -> None:
+    """Drop cached validators (frees their memory; tests)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def validate_image(
+    image: ImageInput,
+    positive: str,
+    negative: str | None = None,
+    positive_threshold: float | None = None,
+    delta_threshold: float | None = None,
+    *,
+    model_name: str | None = None,
+) -> dict[str, Any]:
+    """Module-level ``validate_image``: same as the method, on the cached validator."""
+    return get_validator(model_name).validate_image(image, positive, negative, positive_threshold, delta_threshold)

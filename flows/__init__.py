@@ -1,0 +1,1 @@
+"""Prefect flows for comfy-gen (deployments in prefect.yaml)."""

@@ -1,0 +1,227 @@
+"""The render-recipe flow against the emulator over loopback, under a Prefect test server."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from comfy_gen.config import reset_settings_cache
+from comfy_gen.errors import PolicyViolation, PreflightError, ValidatorUnavailable
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+BASIC = """
+name: {name}
+workflow: tiny-sd15.json
+prompts:
+  - a red lighthouse on a cliff
+  - a mountain lake at dawn
+seeds: [1, 2]
+output:
+  contact_sheet: true
+"""
+
+
+def _render(path: Path, **kwargs):
+    from flows.render_recipe import render_recipe
+
+    return render_recipe(recipe=str(path), **kwargs)
+
+
+def _jobs(emu) -> int:
+    return emu.stats()["jobs_completed"]
+
+
+def test_renders_every_item_once_and_unchanged_rerun_sends_zero_jobs(
+        emulator_factory, use_backend, write_recipe, tmp_path):
+    emu = emulator_factory()
+    use_backend(emu.url)
+    path = write_recipe("basic", BASIC.format(name="basic"))
+
+    first = _render(path)
+    assert first["items"] == 4 and first["rendered"] == 4 and first["jobs"] == 4
+    assert first["counts"] == {"unvalidated": 4}
+    assert _jobs(emu) == 4
+    items_dir = Path(first["items_dir"])
+    images = sorted(items_dir.glob("*.png"))
+    assert len(images) == 4
+    for image in images:
+        meta = json.loads(image.with_name(image.name + ".json").read_text())
+        assert meta["comfy_gen"]["job_key"].startswith("j1:")
+        assert meta["parameters"]["seed"] in (1, 2)
+    run_dir = Path(first["run_dir"])
+    assert (run_dir / "summary.json").exists() and (run_dir / "results.jsonl").exists()
+    assert Path(first["contact_sheet"]).exists()
+    assert 0 < first["gpu_busy_fraction"] <= 1
+
+    second = _render(path)
+    assert second["jobs"] == 0 and second["cached"] == 4 and second["rendered"] == 0
+    assert _jobs(emu) == 4, "an unchanged re-run must not send any job"
+
+    path.write_text(path.read_text().replace("a mountain lake at dawn", "a mountain lake at noon"))
+    third = _render(path)
+    assert third["jobs"] == 2 and third["cached"] == 2  # one prompt x two seeds changed
+    assert _jobs(emu) == 6
+
+    forced = _render(path, force=True)
+    assert forced["jobs"] == 4 and forced["cached"] == 0
+    assert _jobs(emu) == 10
+
+
+def test_preflight_lists_every_missing_model_before_any_job(emulator_factory, use_backend, write_recipe):
+    emu = emulator_factory()
+    use_backend(emu.url)
+    path = write_recipe("broken", """
+        name: broken
+        workflow: tiny-sd15.json
+        defaults:
+          checkpoint: tiny_sd15_typo.safetensors
+          loras: ["no_such_lora.safetensors:0.5"]
+        prompts: [a quiet harbour]
+        seeds: [3]
+    """)
+    with pytest.raises(PreflightError) as info:
+        _render(path)
+    text = str(info.value)
+    assert "tiny_sd15_typo.safetensors" in text and "no_such_lora.safetensors" in text
+    assert "tiny_sd15.safetensors" in text  # a suggestion
+    assert _jobs(emu) == 0
+
+
+def test_validation_refines_failing_items_and_keeps_the_best_attempt(
+        emulator_factory, use_backend, write_recipe, monkeypatch, tiny_clip_dir):
+    emu = emulator_factory()
+    use_backend(emu.url)
+    monkeypatch.setenv("COMFY_GEN_CLIP_MODEL", str(tiny_clip_dir))
+    reset_settings_cache()
+    path = write_recipe("strict", """
+        name: strict
+        workflow: tiny-sd15.json
+        prompts: [a red car, a blue boat]
+        seeds: [5]
+        validation: {enabled: true, positive_threshold: 100}
+        refinement: {strategy: progressive, max_attempts: 3}
+    """)
+    summary = _render(path)
+    assert summary["counts"] == {"best_effort": 2}
+    assert summary["jobs"] == 6 and _jobs(emu) == 6
+    for image in Path(summary["items_dir"]).glob("*.png"):
+        meta = json.loads(image.with_name(image.name + ".json").read_text())
+        attempts = meta["refinement"]["attempts"]
+        assert len(attempts) == 3
+        scores = [a["scores"]["positive_score"] for a in attempts]
+        kept = meta["validation"]["positive_score"]
+        assert kept == max(scores)
+        # progressive: 3 -> int(3*1.67) -> int(3*2.67) steps from the workflow's own 3 steps
+        assert [a["params"]["steps"] for a in attempts] == [3, 5, 8]
+
+    path.write_text(path.read_text().replace("positive_threshold: 100", "positive_threshold: 0"))
+    summary = _render(path)
+    assert summary["counts"] == {"passed": 2} and summary["jobs"] == 2
+    assert summary["pass_rate"] == 1.0
+
+
+def test_unloadable_validator_fails_before_rendering_unless_skipping_is_allowed(
+        emulator_factory, use_backend, write_recipe, monkeypatch, tmp_path):
+    emu = emulator_factory()
+    use_backend(emu.url)
+    monkeypatch.setenv("COMFY_GEN_CLIP_MODEL", str(tmp_path / "no-model-here"))
+    reset_settings_cache()
+    body = """
+        name: needs-clip
+        workflow: tiny-sd15.json
+        prompts: [a green field]
+        seeds: [1]
+        validation: {{enabled: true, positive_threshold: 20, allow_skip: {skip}}}
+    """
+    with pytest.raises(ValidatorUnavailable):
+        _render(write_recipe("needs-clip", body.format(skip="false")))
+    assert _jobs(emu) == 0
+    summary = _render(write_recipe("needs-clip", body.format(skip="true")))
+    assert summary["validation_skipped"] is True and summary["counts"] == {"unvalidated": 1}
+
+
+def test_gpu_bound_keeps_at_most_limit_jobs_outstanding(emulator_factory, use_backend, write_recipe,
+                                                        monkeypatch):
+    emu = emulator_factory(step_time=0.02)
+    use_backend(emu.url)
+    monkeypatch.setenv("COMFY_GEN_GPU_LIMIT", "2")
+    reset_settings_cache()
+    path = write_recipe("bound", """
+        name: bound
+        workflow: tiny-sd15.json
+        prompts: [one, two, three, four]
+        seeds: [1, 2, 3]
+    """)
+    summary = _render(path)
+    assert summary["jobs"] == 12
+    stats = emu.stats()
+    assert stats["max_outstanding"] == 2, stats
+    assert summary["gpu_busy_fraction"] > 0.5
+
+
+def test_restart_mid_batch_resubmits_lost_jobs_once(emulator_factory, use_backend, write_recipe):
+    emu = emulator_factory(step_time=0.05)
+    use_backend(emu.url)
+    path = write_recipe("restart", """
+        name: restart
+        workflow: tiny-sd15.json
+        prompts: [a windmill, a harbour, a forest path]
+        seeds: [1, 2]
+    """)
+
+    def restart_after_first_job():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and emu.stats()["jobs_completed"] < 1:
+            time.sleep(0.01)
+        emu.restart()
+
+    killer = threading.Thread(target=restart_after_first_job)
+    killer.start()
+    summary = _render(path)
+    killer.join()
+    assert summary["counts"] == {"unvalidated": 6}
+    assert len(list(Path(summary["items_dir"]).glob("*.png"))) == 6
+
+
+def test_categories_compose_into_items_and_policy_is_enforced(emulator_factory, use_backend, write_recipe,
+                                                              monkeypatch, tmp_path):
+    emu = emulator_factory()
+    use_backend(emu.url)
+    path = write_recipe("cats", """
+        name: cats
+        workflow: tiny-sd15.json
+        categories: [landscape, "@golden_hour"]
+        prompts: [a quiet valley]
+        seeds: [7]
+    """)
+    summary = _render(path)
+    assert summary["counts"] == {"unvalidated": 1}
+    image = next(Path(summary["items_dir"]).glob("*.png"))
+    meta = json.loads(image.with_name(image.name + ".json").read_text())
+    prompt = meta["input"]["prompt"]
+    assert prompt.startswith("a quiet valley")
+    assert "golden" in prompt.lower()
+
+    # A category above the server's tier blocks the recipe before anything is queued.
+    user_dir = tmp_path / "my-categories" / "styles"
+    user_dir.mkdir(parents=True)
+    landscape = next((Path(__file__).resolve().parents[2] / "comfy_gen" / "categories").rglob("landscape.yaml"))
+    text = landscape.read_text().replace("policy_tier: general", "policy_tier: mature")
+    assert "policy_tier: mature" in text
+    (user_dir / "landscape.yaml").write_text(text)
+    monkeypatch.setenv("COMFY_GEN_CATEGORIES_PATHS", json.dumps([str(tmp_path / "my-categories")]))
+    reset_settings_cache()
+    from comfy_gen.categories import registry as registry_module
+
+    if hasattr(registry_module, "clear_cache"):
+        registry_module.clear_cache()
+    before = _jobs(emu)
+    with pytest.raises(PolicyViolation) as info:
+        _render(path, force=True)
+    assert "landscape" in str(info.value)
+    assert _jobs(emu) == before
