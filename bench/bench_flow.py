@@ -58,7 +58,7 @@ def run_raw(emu, n: int) -> float:
         ids = [client.queue_prompt(_workflow(i)).prompt_id for i in range(n)]
         for pid in ids:
             client.wait(pid, timeout=n * 10)
-    return busy_fraction(emu.stats()["busy_intervals"])
+    return busy_fraction(emu.stats()["busy"])
 
 
 def run_original(emu, n: int) -> float:
@@ -71,7 +71,7 @@ def run_original(emu, n: int) -> float:
             entry = httpx.get(f"{emu.url}/history/{pid}", timeout=30).json()
             if entry.get(pid, {}).get("outputs") is not None:
                 break
-    return busy_fraction(emu.stats()["busy_intervals"])
+    return busy_fraction(emu.stats()["busy"])
 
 
 def _recipe(folder: Path, name: str, n: int) -> Path:
@@ -118,7 +118,7 @@ def cmd_busy(args: argparse.Namespace) -> None:
                 busy = run_original(emu, args.original_items or args.items)
             else:
                 run_flow(emu, _recipe(tmp, f"busy-{uuid.uuid4().hex[:6]}", args.items))
-                busy = busy_fraction(emu.stats()["busy_intervals"])
+                busy = busy_fraction(emu.stats()["busy"])
             wall = time.monotonic() - started
             jobs = emu.stats()["jobs_completed"]
         rows.append((mode, jobs, args.job_seconds, wall, busy))

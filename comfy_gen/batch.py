@@ -16,6 +16,7 @@ adopts jobs ComfyUI already queued or finished instead of rendering them twice.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -30,6 +31,7 @@ from typing import Any
 from comfy_gen.config import Settings
 from comfy_gen.errors import ComfyGenError, is_transient
 from comfy_gen.generation import Outcome, Thresholds, run_attempts
+from comfy_gen.params import resolve_seed
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ class BatchRun:
     gates: dict[str, Any] = field(default_factory=dict)
     storage: Any | None = None
     outbox: Any | None = None
+    layout: tuple[str | None, str | None] = (None, None)   # contact-sheet rows/cols axes
     _workflows: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -144,16 +147,33 @@ def cached_result(run: BatchRun, item: Any, key: str) -> dict[str, Any] | None:
         return None
     result = dict(info.get("result") or {})
     storage = meta.get("storage") or {}
+    result["outcome"] = _reevaluate(item, result)
     result.update(status="cached", cached=True, previous_status=result.get("status"),
                   file=str(image), sidecar=str(sidecar), key=storage.get("key"), url=storage.get("url"),
                   gpu_spans=[])
     return result
 
 
+def _reevaluate(item: Any, result: dict[str, Any]) -> str | None:
+    """The stored image judged by the item's *current* thresholds (no GPU work):
+    changing a threshold re-judges, it does not re-render."""
+    validation = dict(getattr(item, "validation", None) or {})
+    scores = result.get("scores")
+    if not validation.get("enabled") or not scores:
+        return result.get("status")
+    passed, _ = Thresholds(positive=validation.get("positive_threshold"),
+                           delta=validation.get("delta_threshold")).evaluate(scores)
+    return "passed" if passed else "best_effort"
+
+
 def run_item(run: BatchRun, item: Any) -> dict[str, Any]:
     """Render one recipe item (unless cached), validate, refine, store, upload."""
     started = time.monotonic()
     workflow = run.workflow(item.workflow)
+    if item.params.seed in (None, -1):
+        # Fix the seed from the item id so the job key names exactly what is rendered.
+        item = dataclasses.replace(item, params=item.params.replace(
+            seed=resolve_seed(None, random.Random(item.id))))
     key = job_key(workflow, item)
     if not run.force:
         hit = cached_result(run, item, key)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from comfy_gen.cli._errors import EXIT_CONFIG_ERROR, EXIT_FAILURE, EXIT_SUCCESS, EXIT_VALIDATION_FAILED
-from comfy_gen.errors import ComfyGenError, WorkflowError
+from comfy_gen.errors import ComfyGenError
 from comfy_gen.params import GenerationParams
 from comfy_gen.storage import upload_to_minio
 from comfy_gen.strategies import adjust_prompt_for_retry, get_retry_params
@@ -43,6 +43,8 @@ def _client() -> Any:
     settings = get_settings()
     client = getattr(_local, "client", None)
     if client is None or client.base_url != settings.comfyui_url.rstrip("/"):
+        if client is not None:
+            client.close()  # the URL changed: drop the old connection and socket thread
         client = _local.client = ComfyUIClient.from_settings(settings)
     return client
 
@@ -77,20 +79,28 @@ def validate_workflow_models(workflow: dict[str, Any], available_models: dict[st
 
 
 def load_workflow(workflow_path: str) -> dict[str, Any]:
-    """Load an API-format workflow; FileNotFoundError / json.JSONDecodeError as the seed documents."""
-    from comfy_gen.config import get_settings
-    from comfy_gen.workflow import load_workflow as _load
+    """Load an API-format workflow file.
 
-    path = Path(workflow_path)
-    if path.suffix == ".json" and path.is_file():
-        json.loads(path.read_text())  # the seed raised JSONDecodeError itself
-    try:
-        return _load(workflow_path, workflows_dir=get_settings().workflows_dir,
-                     allowed_dirs=[get_settings().workflows_dir, Path.cwd(), path.resolve().parent])
-    except WorkflowError as exc:
-        if not path.exists() and not (Path(get_settings().workflows_dir) / path.name).exists():
-            raise FileNotFoundError(str(exc)) from exc
-        raise
+    Raises FileNotFoundError / json.JSONDecodeError as the seed documents (other
+    problems, such as a UI-format file, raise WorkflowError). A relative
+    ``workflows/NAME.json`` that is not under the cwd is looked up in the
+    configured workflows folder, so the seed's scripts run from anywhere.
+    """
+    from comfy_gen.config import get_settings
+    from comfy_gen.workflow import normalize_graph
+
+    workflows_dir = Path(get_settings().workflows_dir)
+    path = Path(workflow_path).expanduser()
+    candidates = [path] if path.is_absolute() else [Path.cwd() / path, workflows_dir / path,
+                                                    workflows_dir / path.name]
+    if path.suffix != ".json":
+        candidates += [c.with_name(c.name + ".json") for c in candidates]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        raise FileNotFoundError(f"Workflow file not found: {workflow_path} (also looked in {workflows_dir})")
+    with found.open(encoding="utf-8") as fh:
+        data = json.load(fh)  # json.JSONDecodeError, as the seed raised it
+    return normalize_graph(data, source=str(found))
 
 
 def _in_place(workflow: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -144,9 +154,12 @@ def queue_workflow(workflow: dict[str, Any], retry: bool = True) -> str | None:
     from comfy_gen.config import get_settings
 
     try:
-        client = _client() if retry else ComfyUIClient.from_settings(get_settings().model_copy(
-            update={"http_retries": 1}))
-        return client.queue_prompt(workflow).prompt_id
+        if retry:
+            return _client().queue_prompt(workflow).prompt_id
+        # One attempt only: a throwaway client with retries=1 (the shared one keeps its policy).
+        with ComfyUIClient.from_settings(get_settings().model_copy(update={"http_retries": 1})) as client:
+            queued = client.queue_prompt(workflow)
+        return queued.prompt_id
     except ComfyGenError as exc:
         log.error("Could not queue the workflow: %s", exc)
         return None
@@ -182,9 +195,18 @@ def download_output(status: dict[str, Any], output_path: str) -> bool:
 
 
 def upload_image_to_comfyui(image_path: str) -> str | None:
-    """Upload an input image; the name to use in LoadImage, or None on failure."""
+    """Upload an input image as ``input_<8 hex><ext>``; the name to use in LoadImage, or None."""
+    import shutil
+    import tempfile
+    import uuid
+
+    src = Path(image_path)
     try:
-        return _client().upload_image(image_path)
+        with tempfile.TemporaryDirectory(prefix="comfy-gen-upload-") as tmp:
+            # A fresh name per upload, as the seed did, so two inputs never collide.
+            unique = Path(tmp) / f"input_{uuid.uuid4().hex[:8]}{src.suffix.lower() or '.png'}"
+            shutil.copyfile(src, unique)
+            return _client().upload_image(unique, overwrite=True)
     except (ComfyGenError, OSError) as exc:
         log.error("Upload to ComfyUI failed: %s", exc)
         return None

@@ -146,7 +146,9 @@ def run_attempts(
 
     rng = rng or random.Random()
     base = _merge(get_params(workflow), params)
-    base = base.replace(seed=resolve_seed(base.seed, rng))
+    # The caller's seed, never the one baked into the file (None/-1 = random), so
+    # repeated runs never silently reuse the workflow's seed.
+    base = base.replace(seed=resolve_seed(params.seed, rng))
     limit = max(1, max_attempts if scorer is not None else 1)
     outcome = Outcome(strategy=strategy if limit > 1 else None, max_attempts=limit)
     check_prompt = validation_prompt if validation_prompt is not None else (base.prompt or "")
@@ -165,7 +167,7 @@ def run_attempts(
         attempt = Attempt(number=number, params=current, prompt_id=result.prompt_id,
                           files=result.files, elapsed=result.elapsed, cached=result.cached)
         if scorer is not None and result.files:
-            scores = scorer.score_many([result.files[0]], [check_prompt], [current.negative_prompt or None])[0]
+            scores = _score(scorer, result.files[0], check_prompt, current.negative_prompt or None)
             attempt.scores = scores
             attempt.passed, attempt.reason = thresholds.evaluate(scores)
         outcome.attempts.append(attempt)
@@ -187,6 +189,14 @@ def run_attempts(
     if not keep_all:
         remove_files([f for a in outcome.attempts if a is not outcome.best for f in a.files])
     return outcome
+
+
+def _score(scorer: Any, image: Path, prompt: str, negative: str | None) -> dict[str, Any]:
+    # A BatchingScorer scores one image per call (batched with other threads);
+    # a plain validator takes lists.
+    if hasattr(scorer, "score"):
+        return dict(scorer.score(image, prompt, negative))
+    return dict(scorer.score_many([image], [prompt], [negative])[0])
 
 
 def _merge(base: GenerationParams, override: GenerationParams) -> GenerationParams:

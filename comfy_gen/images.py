@@ -93,8 +93,8 @@ def preprocess_image(src: str | Path, dest: str | Path | None = None, *,
         return dest
 
     image = ImageOps.exif_transpose(image)
-    if image.mode in ("P", "1", "L;16", "I;16"):
-        # Resize quality: palette/bit modes would fall back to NEAREST.
+    if image.mode in ("P", "1", "I;16", "CMYK"):
+        # Palette/bit modes would resize with NEAREST; CMYK would pad with white.
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     size = (int(resize[0]), int(resize[1]))
     lanczos = Image.Resampling.LANCZOS

@@ -8,7 +8,9 @@ never fails the generation: the files stay local and wait in the outbox.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -20,13 +22,26 @@ from comfy_gen.paths import confine
 log = logging.getLogger(__name__)
 
 
+def _current_umask() -> int:
+    # Read once at import: os.umask can only be read by setting it, which is not
+    # safe while other threads create files.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def adhoc_output_path(settings: Settings, output: str | None) -> Path:
     """Where a one-off render goes: ``--output`` (inside the output folder or the
     working directory) or ``<output_dir>/adhoc/<timestamp>.png``."""
     out_dir = Path(settings.output_dir).resolve()
+    stamp = time.strftime("%Y%m%d_%H%M%S") + f"_{time.time_ns() % 10**6:06d}.png"
     if output:
-        return confine(output, [Path.cwd(), out_dir], base=Path.cwd())
-    return out_dir / "adhoc" / (time.strftime("%Y%m%d_%H%M%S") + f"_{time.time_ns() % 10**6:06d}.png")
+        target = confine(output, [Path.cwd(), out_dir], base=Path.cwd())
+        return target / stamp if target.is_dir() or str(output).endswith(("/", "\\")) else target
+    return out_dir / "adhoc" / stamp
 
 
 def store_output(
@@ -49,21 +64,32 @@ def store_output(
     metadata: bool = True,
     organization: dict[str, Any] | None = None,
     generation_time: float | None = None,
+    preset: str | None = None,
 ) -> dict[str, Any]:
-    """Move ``best_file`` to ``target``, write metadata, upload; return paths/keys/url."""
+    """Move ``best_file`` to ``target``, write metadata, upload; return paths/keys/url.
+
+    ``stored["upload"]`` is ``disabled``, ``local-only`` (no storage configured),
+    ``uploaded``, ``skipped`` (same object already there) or ``queued`` (failed,
+    waiting in the outbox; ``upload_error`` says why).
+    """
     from comfy_gen.metadata import build_metadata, embed_png_metadata, write_sidecar
     from comfy_gen.storage import atomic_copy, object_key
 
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     best = outcome.best
-    key = object_key(recipe or "adhoc", item.id if item is not None else target.stem, target.suffix or ".png")
+    if item is not None:
+        key = object_key(recipe or "adhoc", item.id, target.suffix or ".png")
+    else:
+        # One-off renders: the original's "<YYYYmmdd_HHMMSS>_<output name>", so that
+        # repeated `-o out.png` runs do not overwrite each other in the bucket.
+        key = object_key(recipe or "adhoc", time.strftime("%Y%m%d_%H%M%S_") + target.stem, target.suffix or ".png")
     stored: dict[str, Any] = {"file": str(target), "sidecar": None, "key": None, "url": None,
                               "upload": "disabled"}
     meta: dict[str, Any] | None = None
     if metadata:
         meta = build_metadata(
-            params=params, workflow_name=workflow_name, prompt_id=best.prompt_id if best else None,
+            params=params, workflow_name=workflow_name, prompt_id=best.prompt_id if best else None, preset=preset,
             validation=best.scores if best else None, attempts=[a.to_dict() for a in outcome.attempts],
             max_attempts=outcome.max_attempts, strategy=outcome.strategy, final_status=outcome.status,
             storage={"file_size_bytes": best_file.stat().st_size, "format": best_file.suffix.lstrip("."),
@@ -87,15 +113,36 @@ def store_output(
     if meta is not None:
         stored["sidecar"] = str(write_sidecar(target, meta))
     staging.replace(target)
+    _readable(target, stored["sidecar"])
     if best_file.resolve() != target.resolve():
         best_file.unlink(missing_ok=True)
     if upload:
         stored.update(_upload(settings, target, key, storage, outbox))
         if meta is not None and stored.get("url"):
             # Record the link locally too (the uploaded sidecar already went up without it).
-            meta["storage"].update(url=stored["url"], key=key)
+            meta["storage"].update(url=stored["url"], key=stored.get("key") or key)
             write_sidecar(target, meta)
+            _readable(target, stored["sidecar"])
     return stored
+
+
+def remove_output(target: Path) -> None:
+    """Delete an unfinished output: the image, its sidecar and any staging file."""
+    from comfy_gen.storage import sidecar_path
+
+    target = Path(target)
+    for path in (target, sidecar_path(target), target.with_name(target.name + ".tmp")):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _readable(*paths: str | Path | None) -> None:
+    # The atomic writers use mkstemp (mode 0600); finished outputs get the usual
+    # umask-based mode so web servers and other users can read them.
+    for path in paths:
+        if path is not None:
+            with contextlib.suppress(OSError):
+                os.chmod(path, 0o666 & ~_UMASK)
 
 
 def _upload(settings: Settings, image: Path, key: str, storage: Any | None, outbox: Any | None) -> dict[str, Any]:

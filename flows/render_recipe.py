@@ -65,7 +65,13 @@ def render_item(item: dict[str, Any], run_key: str) -> dict[str, Any]:
     return batch.run_item(_RUNS[run_key], RecipeItem.from_dict(item))
 
 
-@flow(name="render-recipe", flow_run_name="recipe-{recipe}",
+def _flow_run_name() -> str:
+    from prefect.runtime import flow_run
+
+    return "recipe-" + Path(str(flow_run.parameters.get("recipe", "recipe"))).stem
+
+
+@flow(name="render-recipe", flow_run_name=_flow_run_name,
       task_runner=ThreadPoolTaskRunner(max_workers=8), log_prints=False)
 def render_recipe(recipe: str, force: bool = False, upload: bool | None = None,
                   backend: str | None = None, max_items: int | None = None) -> dict[str, Any]:
@@ -74,13 +80,14 @@ def render_recipe(recipe: str, force: bool = False, upload: bool | None = None,
     ``force`` re-renders items that are already stored; ``upload`` overrides the
     recipe's output.upload; ``backend`` overrides the recipe's backend.
     """
-    from comfy_gen.recipes import expand, load_recipe
+    from comfy_gen.recipes import expand_recipe, load_recipe
 
     logger = get_run_logger()
     settings = get_settings()
     started = time.monotonic()
     recipe_obj = load_recipe(recipe, settings=settings)
-    items = expand(recipe_obj, settings=settings)
+    expansion = expand_recipe(recipe_obj, settings=settings)
+    items = expansion.items
     if backend:
         settings.backend_url(backend)  # unknown names fail here, before any work
         items = [dataclasses.replace(it, backend=backend) for it in items]
@@ -91,6 +98,7 @@ def render_recipe(recipe: str, force: bool = False, upload: bool | None = None,
     from prefect.runtime import flow_run
 
     run.flow_run_id = str(flow_run.id) if flow_run.id else None
+    run.layout = (expansion.rows_axis, expansion.cols_axis)
     run_key = run.run_id
     _RUNS[run_key] = run
     payload = [it.to_dict() for it in items]

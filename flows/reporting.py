@@ -51,7 +51,8 @@ def table_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         scores = r.get("scores") or {}
         rows.append({
             "item": r.get("item_id"), "labels": ", ".join(f"{k}={v}" for k, v in (r.get("labels") or {}).items()),
-            "prompt": (r.get("prompt") or "")[:80], "seed": r.get("seed"), "status": r.get("status"),
+            "prompt": (r.get("prompt") or "")[:80], "seed": r.get("seed"),
+            "status": r.get("status") + (f" ({r['outcome']})" if r.get("cached") and r.get("outcome") else ""),
             "attempts": r.get("attempts"),
             "clip": None if scores.get("positive_score") is None else round(scores["positive_score"], 2),
             "delta": None if scores.get("score_delta") is None else round(scores["score_delta"], 2),
@@ -91,12 +92,14 @@ def contact_sheet(run: Any, results: list[dict[str, Any]]) -> Path | None:
     entries = []
     for r in results:
         path = r.get("file")
+        score = (r.get("scores") or {}).get("positive_score")
+        caption = r.get("status", "") + ("" if score is None else f" {score:.1f}")
         entries.append((Path(path) if path and Path(path).exists() else None,
-                        {**(r.get("labels") or {}), "_grid": r.get("grid"),
-                         "_caption": f"{r.get('status')} {((r.get('scores') or {}).get('positive_score') or '')}"}))
+                        {**(r.get("labels") or {}), "_grid": r.get("grid"), "_caption": caption}))
     if not entries:
         return None
-    image = make_contact_sheet(entries)
+    rows_axis, cols_axis = getattr(run, "layout", (None, None))
+    image = make_contact_sheet(entries, rows_axis=rows_axis, cols_axis=cols_axis)
     target = run.run_dir / "contact_sheet.png"
     target.parent.mkdir(parents=True, exist_ok=True)
     image.save(target)

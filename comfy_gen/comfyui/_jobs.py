@@ -39,11 +39,19 @@ MAX_UNCLAIMED = 256
 OUTAGE_GRACE = 60.0
 
 
-class _Reconnected:
-    """Queue marker: the socket reconnected, events may have been missed."""
+class _Marker:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
 
 
-RECONNECTED = _Reconnected()
+#: Queue markers. RECONNECTED: the socket (re)connected or dropped, events may
+#: have been missed. QUEUE_CHANGED: a ``status`` broadcast; the server sends one
+#: on every queue change, including another client deleting our pending job.
+RECONNECTED = _Marker("reconnected")
+QUEUE_CHANGED = _Marker("queue changed")
 
 
 class _Waiter:
@@ -52,6 +60,7 @@ class _Waiter:
         self.ours = ours  # queued with our client_id, so its events reach our socket
         self.items: queue.Queue[Any] = queue.Queue()
         self.claimed = False
+        self.started = False  # an event of this prompt arrived: it left the pending list
 
 
 class JobTracker:
@@ -100,6 +109,10 @@ class JobTracker:
     def _on_event(self, event: ev.Event) -> None:
         event = self._clock.note(event, time.monotonic())
         if isinstance(event, ev.Status):
+            with self._lock:
+                pending = [w for ws in self._waiters.values() for w in ws if not w.started]
+            for waiter in pending:
+                waiter.items.put(QUEUE_CHANGED)
             return
         with self._lock:
             if isinstance(event, ev.ExecutionStart):
@@ -112,6 +125,8 @@ class JobTracker:
                 self._running = None
             waiters = list(self._waiters.get(event.prompt_id or "", ()))
         for waiter in waiters:
+            if not isinstance(event, ev.Preview):
+                waiter.started = True
             waiter.items.put(event)
 
     # --- registration ---
@@ -161,6 +176,7 @@ class JobTracker:
         deadline = started + timeout
         listener = self.listener() if waiter.ours else None
         last_check = started if waiter.ours else float("-inf")
+        nudged = False  # a marker asked for an early look (at most one per poll_interval)
         down_since: float | None = None
         try:
             while True:
@@ -169,24 +185,23 @@ class JobTracker:
                     raise ComfyUITimeout(f"Job {prompt_id} did not finish within {timeout:g}s",
                                          url=self._client.base_url, prompt_id=prompt_id)
                 healthy = listener is not None and listener.connected
-                interval = SAFETY_POLL if healthy else self._client.poll_interval
+                interval = SAFETY_POLL if healthy and not nudged else self._client.poll_interval
                 next_check = last_check + interval
-                item: Any = None
                 if now < next_check:
                     try:
-                        item = waiter.items.get(timeout=min(deadline, next_check) - now)
+                        item: Any = waiter.items.get(timeout=min(deadline, next_check) - now)
                     except queue.Empty:
-                        item = None
-                if isinstance(item, ev.Event):
-                    if on_event is not None:
-                        on_event(item)
-                    if isinstance(item, ev.Executing) and item.is_done:
-                        entry = self._settled_entry(prompt_id)
-                        if entry is not None:
-                            return self._finish(prompt_id, entry, started)
+                        continue  # loop top: time to check, or past the deadline
+                    if isinstance(item, ev.Event):
+                        if on_event is not None:
+                            on_event(item)
+                        if isinstance(item, ev.Executing) and item.is_done:
+                            entry = self._settled_entry(prompt_id)
+                            if entry is not None:
+                                return self._finish(prompt_id, entry, started)
+                    elif item is RECONNECTED or (item is QUEUE_CHANGED and not waiter.started):
+                        nudged = True
                     continue
-                if item is None and time.monotonic() < next_check:
-                    continue  # deadline reached; loop top raises
                 # A reconnect, or time for a poll: where is the job now?
                 try:
                     entry = self._check(prompt_id)
@@ -199,6 +214,7 @@ class JobTracker:
                     log.info("job %s: server unreachable (%s); still waiting", prompt_id, exc.message)
                     entry = None
                 last_check = time.monotonic()
+                nudged = False
                 if entry is not None:
                     return self._finish(prompt_id, entry, started)
         finally:

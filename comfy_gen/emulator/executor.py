@@ -252,7 +252,14 @@ class _Run:
 
     def error_payload(self, exc: NodeFailure) -> dict[str, Any]:
         node_id = self.current or ""
-        inputs = getattr(self, "current_inputs", {})
+        inputs = dict(getattr(self, "current_inputs", {}))
+        if node_id in self.prompt:  # hidden inputs show up too (captures/151)
+            hidden = self.ex.catalog.raw(self.prompt[node_id]["class_type"])["input"].get("hidden", {})
+            values = {"PROMPT": self.prompt, "UNIQUE_ID": node_id,
+                      "EXTRA_PNGINFO": self.item.extra_data.get("extra_pnginfo")}
+            for name, kind in hidden.items():
+                if kind in values:
+                    inputs[name] = values[kind]
         return {
             "prompt_id": self.pid, "node_id": node_id,
             "node_type": self.prompt[node_id]["class_type"] if node_id in self.prompt else None,

@@ -67,7 +67,7 @@ def view(query: Any, dirs: Dirs) -> web.StreamResponse:
     if not path.is_file():
         return web.Response(status=404)
     disposition = {"Content-Disposition": f'filename="{filename}"'}
-    channel = query.get("channel", "rgba")
+    channel = query.get("channel", "")
     try:
         if "preview" in query:
             return _preview(path, query["preview"], channel, disposition)

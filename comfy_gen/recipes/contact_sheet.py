@@ -1,10 +1,17 @@
 """Contact sheets: a rows x columns grid of thumbnails with axis labels (Pillow).
 
-Rows and columns are the distinct values of ``labels[rows_axis]`` and
-``labels[cols_axis]`` in first-seen order (the expansion's grid order). Missing
-or unreadable images become grey placeholders so a partly failed run still
-shows its full shape. With no axes the entries are laid out in a near-square
-grid, each captioned with its labels.
+Placement, in order of preference:
+
+1. ``rows_axis`` / ``cols_axis`` given: rows and columns are the distinct values
+   of ``labels[rows_axis]`` and ``labels[cols_axis]`` in first-seen order (the
+   expansion's grid order), written along the left and top edges;
+2. otherwise, entries whose labels carry ``_grid`` (``RecipeItem.grid``) go to
+   that (row, col), captioned with their labels;
+3. otherwise a near-square grid in entry order, captioned with the labels.
+
+Label keys starting with ``_`` are never drawn as labels; ``_caption`` (e.g. a
+status or score) is drawn under the thumbnail. Missing or unreadable images
+become grey placeholders so a partly failed run still shows its full shape.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import Any, Sequence
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 Entry = tuple[Path | str | None, dict[str, Any]]
+Cell = tuple[Path | str | None, str]
 
 BACKGROUND = (255, 255, 255)
 PLACEHOLDER = (200, 200, 200)
@@ -30,7 +38,7 @@ def _font(size: int) -> Any:
         return ImageFont.load_default()
 
 
-def _fit(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> str:
+def _fit(draw: ImageDraw.ImageDraw, text: str, font: Any, width: float) -> str:
     """Cut ``text`` with an ellipsis so it fits in ``width`` pixels."""
     if draw.textlength(text, font=font) <= width:
         return text
@@ -57,8 +65,22 @@ def _thumbnail(path: Path | str | None, thumb: int, font: Any) -> Image.Image:
     return cell
 
 
-def _distinct(entries: Sequence[Entry], axis: str) -> list[str]:
-    return list(dict.fromkeys(str(labels.get(axis, "")) for _, labels in entries))
+def _visible(labels: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in labels.items() if not str(k).startswith("_"))
+
+
+def _caption(labels: dict[str, Any], *, with_labels: bool) -> str:
+    parts = [_visible(labels)] if with_labels else []
+    if labels.get("_caption"):
+        parts.append(str(labels["_caption"]).strip())
+    return " | ".join(p for p in parts if p)
+
+
+def _grid_of(labels: dict[str, Any]) -> tuple[int, int] | None:
+    grid = labels.get("_grid")
+    if isinstance(grid, (list, tuple)) and len(grid) == 2 and all(isinstance(v, int) for v in grid):
+        return int(grid[0]), int(grid[1])
+    return None
 
 
 def make_contact_sheet(entries: list[Entry], *, rows_axis: str | None = None, cols_axis: str | None = None,
@@ -66,57 +88,73 @@ def make_contact_sheet(entries: list[Entry], *, rows_axis: str | None = None, co
     """Draw ``entries`` (image path or None, labels) as a labelled grid and return the image."""
     if thumb < 16:
         raise ValueError("thumb must be at least 16 pixels")
+    cells: dict[tuple[int, int], Cell] = {}
+
+    def place(pos: tuple[int, int], path: Path | str | None, caption: str) -> None:
+        if cells.get(pos, (None, ""))[0] is None:  # a rendered image beats a failed duplicate
+            cells[pos] = (path, caption)
+
+    if rows_axis or cols_axis:
+        rows = list(dict.fromkeys(str(lab.get(rows_axis, "")) for _, lab in entries)) if rows_axis else [""]
+        cols = list(dict.fromkeys(str(lab.get(cols_axis, "")) for _, lab in entries)) if cols_axis else [""]
+        for path, labels in entries:
+            r = rows.index(str(labels.get(rows_axis, ""))) if rows_axis else 0
+            c = cols.index(str(labels.get(cols_axis, ""))) if cols_axis else 0
+            place((r, c), path, _caption(labels, with_labels=False))
+        return _draw(cells, len(rows), len(cols), thumb=thumb,
+                     row_names=rows if rows_axis else None, col_names=cols if cols_axis else None,
+                     rows_axis=rows_axis, cols_axis=cols_axis)
+    grids = [_grid_of(labels) for _, labels in entries]
+    if entries and all(g is not None for g in grids):
+        for (path, labels), pos in zip(entries, grids):
+            place(pos, path, _caption(labels, with_labels=True))  # type: ignore[arg-type]
+        nrows = max(g[0] for g in grids if g) + 1
+        ncols = max(g[1] for g in grids if g) + 1
+        return _draw(cells, nrows, ncols, thumb=thumb)
+    ncols = math.ceil(math.sqrt(max(1, len(entries))))
+    nrows = math.ceil(max(1, len(entries)) / ncols)
+    for i, (path, labels) in enumerate(entries):
+        place((i // ncols, i % ncols), path, _caption(labels, with_labels=True))
+    return _draw(cells, nrows, ncols, thumb=thumb, fill_missing=False)
+
+
+def _draw(cells: dict[tuple[int, int], Cell], nrows: int, ncols: int, *, thumb: int,
+          row_names: Sequence[str] | None = None, col_names: Sequence[str] | None = None,
+          rows_axis: str | None = None, cols_axis: str | None = None,
+          fill_missing: bool = True) -> Image.Image:
     font = _font(max(10, thumb // 16))
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     line_h = int(font.getbbox("Hg")[3]) + 4
-    if rows_axis is None and cols_axis is None:
-        return _free_grid(entries, thumb=thumb, font=font, line_h=line_h)
-    rows = _distinct(entries, rows_axis) if rows_axis else [""]
-    cols = _distinct(entries, cols_axis) if cols_axis else [""]
+    caption_h = line_h if any(caption for _, caption in cells.values()) else 0
     left = 0
-    if rows_axis:
-        widest = max(probe.textlength(r, font=font) for r in rows + [rows_axis])
+    if row_names is not None:
+        widest = max(probe.textlength(name, font=font) for name in [*row_names, f"{rows_axis} v"])
         left = int(min(widest, thumb * 1.5)) + 2 * PAD
-    top = 2 * line_h + PAD if cols_axis else line_h + PAD
-    width = left + len(cols) * (thumb + PAD) + PAD
-    height = top + len(rows) * (thumb + PAD) + PAD
+    top = (2 * line_h + PAD) if col_names is not None else (line_h + PAD if row_names is not None else 0)
+    cell_h = thumb + caption_h + PAD
+    origin_y = top or PAD
+    width = left + ncols * (thumb + PAD) + PAD
+    height = origin_y + nrows * cell_h + (PAD if top else 0)
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     # Axis names: "rows v" over the row labels, "cols ->" over the column labels.
-    if rows_axis:
+    if row_names is not None:
         draw.text((PAD, PAD), _fit(draw, f"{rows_axis} v", font, left - PAD), fill=TEXT, font=font)
-    if cols_axis:
+        for r, name in enumerate(row_names):
+            y = origin_y + r * cell_h + thumb / 2 - line_h / 2
+            draw.text((PAD, y), _fit(draw, name, font, left - 2 * PAD), fill=TEXT, font=font)
+    if col_names is not None:
         draw.text((left + PAD, PAD), _fit(draw, f"{cols_axis} ->", font, width - left - PAD), fill=TEXT, font=font)
-    for c, name in enumerate(cols if cols_axis else []):
-        x = left + PAD + c * (thumb + PAD)
-        draw.text((x, PAD + line_h), _fit(draw, name, font, thumb), fill=TEXT, font=font)
-    for r, name in enumerate(rows if rows_axis else []):
-        y = top + r * (thumb + PAD)
-        draw.text((PAD, y + thumb / 2 - line_h / 2), _fit(draw, name, font, left - 2 * PAD), fill=TEXT, font=font)
-    placed: dict[tuple[int, int], Path | str | None] = {}
-    for path, labels in entries:
-        r = rows.index(str(labels.get(rows_axis, ""))) if rows_axis else 0
-        c = cols.index(str(labels.get(cols_axis, ""))) if cols_axis else 0
-        if placed.get((r, c)) is None:  # a rendered image beats a failed duplicate
-            placed[(r, c)] = path
-    for r in range(len(rows)):
-        for c in range(len(cols)):
-            cell = _thumbnail(placed.get((r, c)), thumb, font)
-            sheet.paste(cell, (left + PAD + c * (thumb + PAD), top + r * (thumb + PAD)))
-    return sheet
-
-
-def _free_grid(entries: Sequence[Entry], *, thumb: int, font: Any, line_h: int) -> Image.Image:
-    n = max(1, len(entries))
-    ncols = math.ceil(math.sqrt(n))
-    nrows = math.ceil(n / ncols)
-    cell_h = thumb + line_h + PAD
-    sheet = Image.new("RGB", (PAD + ncols * (thumb + PAD), PAD + nrows * cell_h), BACKGROUND)
-    draw = ImageDraw.Draw(sheet)
-    for i, (path, labels) in enumerate(entries):
-        x = PAD + (i % ncols) * (thumb + PAD)
-        y = PAD + (i // ncols) * cell_h
-        sheet.paste(_thumbnail(path, thumb, font), (x, y))
-        caption = ", ".join(f"{k}={v}" for k, v in labels.items())
-        draw.text((x, y + thumb + 2), _fit(draw, caption, font, thumb), fill=TEXT, font=font)
+        for c, name in enumerate(col_names):
+            draw.text((left + PAD + c * (thumb + PAD), PAD + line_h), _fit(draw, name, font, thumb),
+                      fill=TEXT, font=font)
+    for r in range(nrows):
+        for c in range(ncols):
+            if (r, c) not in cells and not fill_missing:
+                continue
+            path, caption = cells.get((r, c), (None, ""))
+            x, y = left + PAD + c * (thumb + PAD), origin_y + r * cell_h
+            sheet.paste(_thumbnail(path, thumb, font), (x, y))
+            if caption:
+                draw.text((x, y + thumb + 2), _fit(draw, caption, font, thumb), fill=TEXT, font=font)
     return sheet

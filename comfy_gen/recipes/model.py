@@ -121,6 +121,16 @@ class Recipe:
     # JSON path -> line, for errors found while expanding (categories, policy).
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe summary (no expansion): for listings, run records and the API."""
+        return {
+            "name": self.name, "description": self.description, "path": str(self.path),
+            "sha256": self.sha256, "workflow": self.workflow, "backends": list(self.backends),
+            "axes": {a.name: len(a.values) for a in self.axes}, "categories": list(self.categories),
+            "validation": self.validation.to_dict(), "refinement": self.refinement.to_dict(),
+            "output": self.output.to_dict(), "nightly": self.nightly, "policy_tier": self.policy_tier,
+        }
+
     @property
     def wildcards_dir(self) -> Path:
         """``wildcards/`` next to the recipe file."""

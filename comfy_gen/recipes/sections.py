@@ -301,13 +301,13 @@ def check_refs(data: dict[str, Any], out: Any, *, settings: Settings) -> tuple[s
     if "backend" in data and "backends" in data:
         out.add(["backends"], "use either backend or backends, not both")
     raw = data.get("backends", data.get("backend", "default"))
-    names = [raw] if isinstance(raw, str) else [n for n in raw if isinstance(n, str)] if isinstance(raw, list) else []
+    entries: list[tuple[list[Any], Any]] = (
+        [(["backends", i], n) for i, n in enumerate(raw)] if isinstance(raw, list) else [(["backend"], raw)])
     known = settings.backend_urls()
     backends: list[str] = []
-    for i, name in enumerate(names):
-        if not _NAME_RE.fullmatch(name):
+    for path, name in entries:
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
             continue  # the schema reported it without echoing a possible URL/credential
-        path = ["backends", i] if isinstance(raw, list) else ["backend"]
         if name not in known:
             out.add(path, f"unknown backend {name!r} (known: {', '.join(sorted(known))}); "
                           "define backends in settings (COMFY_GEN_BACKENDS)")

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from comfy_gen.errors import UsageError
+from comfy_gen.paths import safe_name
 from comfy_gen.storage.base import check_key
 
 ADHOC = "adhoc"
@@ -65,9 +66,13 @@ def sidecar_path(image_path: str | Path) -> Path:
 
 
 def object_key(recipe: str | None, item_id: str, ext: str = ".png", *, prefix: str = "") -> str:
-    """The deterministic object key of an item: ``[<prefix>/]<recipe>/<item_id><ext>``."""
-    parts = [p for p in prefix.strip("/").split("/") if p] if prefix else []
-    parts += [check_name(recipe or ADHOC, "recipe name"), check_name(item_id, "item id") + _ext(ext)]
+    """The deterministic object key of an item: ``[<prefix>/]<recipe>/<item_id><ext>``.
+
+    Names are passed through ``safe_name`` (a user's ``--output "my image.png"``
+    becomes ``my_image``), so a key never has folder parts beyond the recipe.
+    """
+    parts = [safe_name(p) for p in prefix.strip("/").split("/") if p] if prefix else []
+    parts += [safe_name(recipe or ADHOC), safe_name(item_id) + _ext(ext)]
     return check_key("/".join(parts))
 
 

@@ -143,8 +143,13 @@ class Outbox:
         Auth and bucket errors are raised (nothing will succeed until the settings
         are fixed); the entries stay queued.
         """
-        entries = self.pending()
         report = SyncReport()
+        if not storage.remote:
+            # Local-only "uploads" always succeed; draining the queue into them
+            # would silently drop work meant for the real store.
+            report.remaining = self.count()
+            return report
+        entries = self.pending()
         if not entries:
             return report
 

@@ -39,8 +39,15 @@ TEXT_ENCODERS: dict[str, tuple[str, ...]] = {
     "CLIPTextEncodeFlux": ("clip_l", "t5xxl"),
     "CLIPTextEncodeSD3": ("clip_l", "clip_g", "t5xxl"),
     "CLIPTextEncodeHunyuanDiT": ("bert", "mt5xl"),
+    "CLIPTextEncodePixArtAlpha": ("text",),
+    "CLIPTextEncodeLumina2": ("user_prompt",),
+    "CLIPTextEncodeHiDream": ("clip_l", "clip_g", "t5xxl", "llama"),
     "TextEncodeHunyuanVideo_ImageToVideo": ("prompt",),
+    "TextEncodeQwenImageEdit": ("prompt",),
+    "TextEncodeQwenImageEditPlus": ("prompt",),
 }
+#: For encoders not in the table (custom nodes named *TextEncode*): literal inputs with these names.
+GENERIC_TEXT_INPUTS = ("text", "prompt")
 #: conditioning is not followed through these: the text behind them does not matter
 #: (Flux's negative is often ConditioningZeroOut(positive encoder)).
 CONDITIONING_SINKS = frozenset({"ConditioningZeroOut"})
@@ -72,12 +79,19 @@ class PromptNodes:
                 "by_links": self.by_links}
 
 
-def is_encoder(wf: Graph, node_id: str) -> bool:
-    return class_of(wf, node_id) in TEXT_ENCODERS
-
-
 def text_inputs(wf: Graph, node_id: str) -> tuple[str, ...]:
-    return TEXT_ENCODERS.get(class_of(wf, node_id) or "", ())
+    """The inputs a prompt is written to on a text-encoder node (() for other nodes)."""
+    cls = class_of(wf, node_id) or ""
+    if cls in TEXT_ENCODERS:
+        return TEXT_ENCODERS[cls]
+    if "TextEncode" in cls:
+        inputs = wf[node_id].get("inputs") or {}
+        return tuple(n for n in GENERIC_TEXT_INPUTS if isinstance(inputs.get(n), str))
+    return ()
+
+
+def is_encoder(wf: Graph, node_id: str) -> bool:
+    return bool(text_inputs(wf, node_id))
 
 
 def sampler_nodes(wf: Graph) -> list[str]:
@@ -113,7 +127,7 @@ def trace_encoders(wf: Graph, value: Any, _seen: set[tuple[str, int]] | None = N
     seen.add(src)
     node_id, out_index = src
     cls = class_of(wf, node_id) or ""
-    if cls in TEXT_ENCODERS:
+    if is_encoder(wf, node_id):
         return [node_id]
     if cls in CONDITIONING_SINKS:
         return []

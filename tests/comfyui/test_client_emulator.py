@@ -192,6 +192,8 @@ def test_socket_drop_mid_job_is_recovered(emu, client: ComfyUIClient) -> None:
     seen: list[ev.Event] = []
     result = client.wait(client.queue_prompt(workflow("txt2img_slow.json")).prompt_id, on_event=seen.append)
     assert result.status == "success" and result.outputs
+    assert client._jobs.listener().generation >= 2  # the socket really was dropped and re-opened
+    assert len([e for e in seen if isinstance(e, ev.Progress)]) < 12  # some events were missed
     emu.faults.ws_drop_after = None
 
 
@@ -279,3 +281,16 @@ def test_unreachable_server(make_client) -> None:
     assert client.is_available() is False
     with pytest.raises(ComfyUIUnavailable):
         client.get_queue()
+
+
+def test_previews_reach_the_prompts_waiter(make_client, tmp_path: Path) -> None:
+    from comfy_gen.emulator import Emulator
+
+    with Emulator(step_time=0.01, previews=True, data_dir=tmp_path / "emu") as emu:
+        client = make_client(emu.url)
+        seen: list[ev.Event] = []
+        prompt_id = client.queue_prompt(workflow("txt2img_ckpt.json")).prompt_id
+        client.wait(prompt_id, on_event=seen.append)
+    previews = [e for e in seen if isinstance(e, ev.Preview)]
+    assert previews and all(p.prompt_id == prompt_id and p.image for p in previews)
+    assert previews[0].event == 4  # we negotiated supports_preview_metadata

@@ -14,7 +14,7 @@ import pytest
 from comfy_gen.comfyui import ComfyUIClient, OutputFile
 from comfy_gen.comfyui._http import translate_error
 from comfy_gen.errors import (ComfyGenError, ComfyUIError, ComfyUITimeout, ComfyUIUnavailable, ConfigError,
-                              PromptRejected, UsageError)
+                              ExecutionFailed, JobLost, PromptRejected, UsageError)
 from tests.conftest import RECORDINGS
 
 CAPTURES = RECORDINGS / "captures"
@@ -403,3 +403,65 @@ def test_from_settings_uses_backend_and_timeouts() -> None:
         assert client.base_url == "http://10.0.0.2:8188"
     with pytest.raises(ConfigError):
         ComfyUIClient.from_settings(settings, "nope")
+
+
+# --- waiting by polling (a prompt another client queued) ----------------------------
+
+
+def _history_entry(prompt_id: str) -> dict:
+    entry = _capture_body("103_get_history_by_id_after_success.json")
+    return {prompt_id: next(iter(entry.values()))}
+
+
+def test_wait_prefers_the_jobs_api_when_present(make_client) -> None:
+    paths: list[str] = []
+    polls = {"n": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        paths.append(path)
+        if path == "/api/jobs":
+            return httpx.Response(200, json={"jobs": []})
+        if path == "/api/jobs/p1":
+            polls["n"] += 1
+            return httpx.Response(200, json={"id": "p1", "status": "in_progress" if polls["n"] < 3 else "completed"})
+        if path == "/history/p1":
+            return httpx.Response(200, json=_history_entry("p1") if polls["n"] >= 3 else {})
+        return httpx.Response(404)
+
+    client, _ = make_client(handler, poll_interval=0.01)
+    result = client.wait("p1")
+    assert result.status == "success" and result.outputs[0].filename == "txt2img_00001_.png"
+    assert paths.count("/api/jobs") == 1  # probed once
+    assert "/queue" not in paths
+    assert result.elapsed == pytest.approx(25.545, abs=0.01)  # server timestamps, not wall time
+
+
+def test_wait_polls_history_and_declares_lost_jobs(make_client) -> None:
+    paths: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.path)
+        if request.url.path == "/queue":
+            return httpx.Response(200, json={"queue_running": [], "queue_pending": []})
+        if request.url.path.startswith("/history/"):
+            return httpx.Response(200, json={})
+        return httpx.Response(404)  # no jobs API, as on the recorded server
+
+    client, _ = make_client(handler, poll_interval=0.01)
+    with pytest.raises(JobLost) as info:
+        client.wait("gone")
+    assert info.value.prompt_id == "gone"
+    assert paths.count("/queue") == 2  # checked twice, a moment apart
+
+
+def test_wait_reports_runtime_errors_from_history(make_client) -> None:
+    body = _capture_body("151_get_history_after_runtime_error.json")
+    pid = next(iter(body))
+    client, _ = make_client(lambda r: httpx.Response(200, json=body) if r.url.path.startswith("/history")
+                            else httpx.Response(404), poll_interval=0.01)
+    with pytest.raises(ExecutionFailed) as info:
+        client.wait(pid)
+    exc = info.value
+    assert (exc.node_id, exc.node_type, exc.exception_type) == ("9", "SaveImage", "Exception")
+    assert exc.traceback and exc.prompt_id == pid

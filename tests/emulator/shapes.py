@@ -38,9 +38,9 @@ def _is_id_map(value: Any) -> bool:
 
 def mismatch(recorded: Any, actual: Any, path: str = "$") -> str | None:
     """None when the shapes agree, else a description of the first difference."""
-    if _is_id_map(recorded) or (recorded == {} and _is_id_map(actual)):
-        if not isinstance(actual, dict) or (actual and not _is_id_map(actual)):
-            return f"{path}: expected a map keyed by prompt ids, got {_kind(actual)}"
+    if _is_id_map(recorded):
+        if not _is_id_map(actual):
+            return f"{path}: expected a non-empty map keyed by prompt ids, got {actual!r:.80}"
         return mismatch(list(recorded.values()), list(actual.values()), path + "{*}")
     rk, ak = _kind(recorded), _kind(actual)
     if rk != ak:

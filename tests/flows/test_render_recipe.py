@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from comfy_gen.config import reset_settings_cache
-from comfy_gen.errors import PolicyViolation, PreflightError, ValidatorUnavailable
+from comfy_gen.errors import PolicyViolation, PreflightError, RecipeError, ValidatorUnavailable
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -119,10 +119,16 @@ def test_validation_refines_failing_items_and_keeps_the_best_attempt(
         # progressive: 3 -> int(3*1.67) -> int(3*2.67) steps from the workflow's own 3 steps
         assert [a["params"]["steps"] for a in attempts] == [3, 5, 8]
 
+    # A new threshold re-judges the stored images from their recorded scores: no GPU work.
     path.write_text(path.read_text().replace("positive_threshold: 100", "positive_threshold: 0"))
     summary = _render(path)
-    assert summary["counts"] == {"passed": 2} and summary["jobs"] == 2
-    assert summary["pass_rate"] == 1.0
+    assert summary["jobs"] == 0 and summary["cached"] == 2
+    results = [json.loads(line) for line in (Path(summary["run_dir"]) / "results.jsonl").read_text().splitlines()]
+    assert [r["outcome"] for r in results] == ["passed", "passed"]
+    assert [r["previous_status"] for r in results] == ["best_effort", "best_effort"]
+
+    forced = _render(path, force=True)
+    assert forced["counts"] == {"passed": 2} and forced["jobs"] == 2 and forced["pass_rate"] == 1.0
 
 
 def test_unloadable_validator_fails_before_rendering_unless_skipping_is_allowed(
@@ -221,7 +227,8 @@ def test_categories_compose_into_items_and_policy_is_enforced(emulator_factory, 
     if hasattr(registry_module, "clear_cache"):
         registry_module.clear_cache()
     before = _jobs(emu)
-    with pytest.raises(PolicyViolation) as info:
+    # Reported when the recipe is loaded, with its file and line, before anything is queued.
+    with pytest.raises((PolicyViolation, RecipeError)) as info:
         _render(path, force=True)
-    assert "landscape" in str(info.value)
+    assert "landscape" in str(info.value) and "policy_tier=mature" in str(info.value)
     assert _jobs(emu) == before

@@ -63,9 +63,9 @@ def test_labels_are_drawn(tmp_path: Path) -> None:
     assert other.size == labelled.size and other.tobytes() != labelled.tobytes()  # the text is drawn
     # The label band (top rows, left column) has dark text pixels on the white background.
     band = labelled.crop((0, 0, labelled.width, 2 * PAD + 12)).convert("L")
-    assert min(band.getdata()) < 100
+    assert band.getextrema()[0] < 100
     left_band = labelled.crop((0, labelled.height // 2, 20, labelled.height)).convert("L")
-    assert min(left_band.getdata()) < 100
+    assert left_band.getextrema()[0] < 100
 
 
 def test_thumbnails_keep_aspect_ratio(tmp_path: Path) -> None:
@@ -84,3 +84,18 @@ def test_no_axes_lays_out_a_square_grid(tmp_path: Path) -> None:
     # 5 entries -> 3 columns x 2 rows, each cell with a caption line.
     assert sheet.width == PAD + 3 * (20 + PAD)
     assert sheet.height > PAD + 2 * (20 + PAD)
+
+
+def test_grid_key_places_entries_and_hidden_keys(tmp_path: Path) -> None:
+    # The flow passes RecipeItem.grid as "_grid" and a status as "_caption".
+    img = _png(tmp_path / "k.png", (0, 0, 0), size=(30, 30))
+    entries = [(img, {"seed": "1", "_grid": [0, 1], "_caption": "passed 27.1"}),
+               (None, {"seed": "2", "_grid": [1, 0], "_caption": "error"})]
+    sheet = make_contact_sheet(entries, thumb=30)
+    # 2 x 2 cells, each with a caption line under the thumbnail.
+    assert sheet.width == PAD + 2 * (30 + PAD)
+    cell_h = (sheet.height - PAD) // 2
+    assert cell_h > 30 + PAD
+    assert sheet.getpixel((PAD + 30 + PAD + 1, PAD + 1)) == (0, 0, 0)          # (0, 1): the image
+    assert sheet.getpixel((PAD + 1, PAD + cell_h + 1)) == PLACEHOLDER          # (1, 0): failed
+    assert sheet.getpixel((PAD + 1, PAD + 1)) == PLACEHOLDER                   # (0, 0): never listed

@@ -11,12 +11,6 @@ from comfy_gen.config import Settings
 from comfy_gen.params import GenerationParams, LoraSpec
 from comfy_gen.recipes import RecipeItem, derive_seeds, expand, expand_recipe, item_id, load_recipe
 
-BASE = """
-name: {name}
-workflow: tiny-sd15.json
-"""
-
-
 def load_expand(write_recipe, settings: Settings, text: str, **kw: object) -> list[RecipeItem]:
     return expand(load_recipe(write_recipe(text, **kw), settings=settings), settings=settings)
 
@@ -326,3 +320,30 @@ def test_item_params_are_generation_params(write_recipe, settings: Settings) -> 
     (item,) = load_expand(write_recipe, settings, "name: t\nworkflow: other.json\nbackend: gpu2\nprompts: [x]\n")
     assert isinstance(item.params, GenerationParams)
     assert (item.workflow, item.backend) == ("other.json", "gpu2")
+
+
+def test_recipe_summary_and_sections(write_recipe, settings: Settings) -> None:
+    path = write_recipe("""
+        name: summary
+        description: A summary test.
+        workflow: tiny-sd15.json
+        prompts: ["a {red|green} door"]
+        seeds: {count: 3}
+        nightly: true
+        policy_tier: general
+        output: {dir: nightly/summary, prefix: sum, upload: true}
+    """)
+    recipe = load_recipe(path, settings=settings)
+    data = json.loads(json.dumps(recipe.to_dict()))
+    assert data["axes"] == {"prompt": 2, "seed": 3}
+    assert data["nightly"] is True and data["policy_tier"] == "general" and data["backends"] == ["default"]
+    assert data["output"] == {"dir": "nightly/summary", "prefix": "sum", "upload": True, "contact_sheet": False}
+    import hashlib
+
+    assert recipe.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert recipe.raw["name"] == "summary" and recipe.path == path.resolve()
+    # Defaults for absent sections.
+    bare = load_recipe(write_recipe("name: bare\nworkflow: tiny-sd15.json\nprompts: [x]\n", name="bare.yaml"),
+                       settings=settings)
+    assert (bare.output.dir, bare.output.prefix, bare.validation.enabled, bare.refinement.max_attempts) == \
+        ("bare", "bare", False, 1)

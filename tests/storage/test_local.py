@@ -71,8 +71,9 @@ def test_object_keys_are_deterministic() -> None:
     assert object_key("portraits", "abc123") == "portraits/abc123.png"
     assert object_key(None, "abc123", "webp", prefix="/team/") == "team/adhoc/abc123.webp"
     assert sidecar_key("portraits/abc123.png") == "portraits/abc123.png.json"
-    with pytest.raises(UsageError):
-        object_key("portraits", "../x")
+    # user-supplied names are made safe, never escape their folder
+    assert object_key("portraits", "../x") == "portraits/x.png"
+    assert object_key("my recipe", "my image") == "my_recipe/my_image.png"
 
 
 @pytest.mark.parametrize("key", ["../etc/passwd", "/abs.png", "a/../../b", "a\\b", "", "a//b", "./a"])

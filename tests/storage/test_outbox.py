@@ -111,6 +111,10 @@ def test_local_only_storage_needs_no_outbox(tmp_path: Path) -> None:
     results = upload_files(LocalOnlyStorage(tmp_path), _batch(tmp_path, 2), box)
     assert all(r is not None and r.url.startswith("file://") for r in results)
     assert box.count() == 0
+    # entries queued for a real store are not drained into local-only storage
+    box.add(tmp_path / "src/0.png", "k/0.png")
+    report = box.sync(LocalOnlyStorage(tmp_path))
+    assert report.uploaded == [] and report.remaining == 1 and box.count() == 1
 
 
 def test_upload_to_minio_facade(s3_server: SeaweedServer, s3_settings, tmp_path: Path) -> None:

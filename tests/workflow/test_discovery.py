@@ -148,3 +148,12 @@ def test_non_numeric_ids_are_followed():
     }
     found = find_prompt_nodes(wf)
     assert (found.positive, found.negative) == (["pos"], ["neg"])
+
+
+def test_custom_text_encoder_by_name():
+    wf = _base()
+    wf["2"] = node("MyTextEncodeDeluxe", clip=("1", 1), prompt="old", weight=1.0)
+    wf["5"] = node("KSampler", seed=0, steps=20, cfg=7.0, sampler_name="euler", scheduler="normal", denoise=1.0,
+                   model=("1", 0), positive=("2", 0), negative=("3", 0), latent_image=("4", 0))
+    out = apply_params(wf, GenerationParams(prompt="a tram", seed=1))
+    assert out["2"]["inputs"] == {"clip": ["1", 1], "prompt": "a tram", "weight": 1.0}
