@@ -12,7 +12,7 @@ nothing downloaded), saves it with save_pretrained, and scores 64 images of
 
 Prints a markdown table and writes it under "## CLIP validation" in bench/README.md.
 
-    python bench/bench_clip.py [--images 64] [--per-call-samples 3] [--rounds 3] [--no-readme]
+    python bench/bench_clip.py [--images 64] [--per-call-samples 3] [--rounds 2] [--no-readme]
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
-def run(n_images: int, per_call_samples: int, rounds: int = 3) -> tuple[str, dict[str, float]]:
+def run(n_images: int, per_call_samples: int, rounds: int = 2) -> tuple[str, dict[str, float]]:
     import torch
 
     from comfy_gen.validation import BatchingScorer, ImageValidator
@@ -161,7 +161,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--per-call-samples", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved runs per mode")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved runs per mode")
     parser.add_argument("--no-readme", action="store_true", help="print only; leave bench/README.md alone")
     args = parser.parse_args()
     table, _ = run(args.images, args.per_call_samples, args.rounds)

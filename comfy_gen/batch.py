@@ -30,7 +30,7 @@ from typing import Any
 
 from comfy_gen.config import Settings
 from comfy_gen.errors import ComfyGenError, is_transient
-from comfy_gen.generation import Outcome, Thresholds, run_attempts
+from comfy_gen.generation import Outcome, Thresholds, judge, run_attempts
 from comfy_gen.params import resolve_seed
 
 log = logging.getLogger(__name__)
@@ -161,8 +161,8 @@ def _reevaluate(item: Any, result: dict[str, Any]) -> str | None:
     scores = result.get("scores")
     if not validation.get("enabled") or not scores:
         return result.get("status")
-    passed, _ = Thresholds(positive=validation.get("positive_threshold"),
-                           delta=validation.get("delta_threshold")).evaluate(scores)
+    passed, _ = judge(scores, Thresholds(positive=validation.get("positive_threshold"),
+                                         delta=validation.get("delta_threshold")))
     return "passed" if passed else "best_effort"
 
 

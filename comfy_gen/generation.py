@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Protocol, Seque
 
 from comfy_gen.params import GenerationParams, resolve_seed
 from comfy_gen.pipeline import RenderResult, deterministic_prompt_id, remove_files, render
+from comfy_gen.validation.base import (FALLBACK_POSITIVE_THRESHOLD, Thresholds, default_positive_threshold,
+                                       evaluate_scores, select_best)
 
 if TYPE_CHECKING:  # pragma: no cover
     from comfy_gen.comfyui import ComfyUIClient
@@ -31,27 +33,6 @@ class Scorer(Protocol):
 
     def score_many(self, images: Sequence[Path], prompts: Sequence[str],
                    negatives: Sequence[str | None] | None = None) -> list[dict[str, Any]]: ...
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Pass rule: positive score >= ``positive`` and (if set) delta >= ``delta``."""
-
-    positive: float | None = None
-    delta: float | None = None
-
-    def evaluate(self, scores: dict[str, Any]) -> tuple[bool, str]:
-        if scores.get("error"):
-            return False, f"Validation error: {scores['error']}"
-        pos = scores.get("positive_score")
-        if pos is None:
-            return False, "No positive score"
-        if self.positive is not None and pos < self.positive:
-            return False, f"Low positive CLIP score: {pos:.2f} < {self.positive:.2f}"
-        delta = scores.get("score_delta")
-        if self.delta is not None and delta is not None and delta < self.delta:
-            return False, f"Low score delta: {delta:.2f} < {self.delta:.2f}"
-        return True, "Image passed validation"
 
 
 @dataclass
@@ -102,16 +83,25 @@ class Outcome:
 
 
 def best_of(attempts: Sequence[Attempt]) -> Attempt | None:
-    """Passing attempts first, then the highest positive score, then the best delta."""
+    """Passing attempts first; among them the best scored (``select_best``: highest
+    positive score, then delta); without scores, the last attempt."""
     if not attempts:
         return None
+    pool = [a for a in attempts if a.passed] or list(attempts)
+    scored = [a for a in pool if a.scores]
+    if not scored:
+        return pool[-1]
+    return scored[select_best([a.scores for a in scored])]
 
-    def key(a: Attempt) -> tuple[int, float, float]:
-        scores = a.scores or {}
-        return (1 if a.passed else 0, float(scores.get("positive_score") or 0.0),
-                float(scores.get("score_delta") or 0.0))
 
-    return max(attempts, key=key)
+def judge(scores: dict[str, Any], thresholds: Thresholds, scorer: Any = None) -> tuple[bool, str]:
+    """Apply ``thresholds`` (positive None = the model's default) to one score dict."""
+    positive = thresholds.positive
+    if positive is None:
+        model = getattr(scorer, "model_name", None) or getattr(getattr(scorer, "validator", None), "model_name", None)
+        positive = default_positive_threshold(model) if model else FALLBACK_POSITIVE_THRESHOLD
+    verdict = evaluate_scores(scores, positive_threshold=positive, delta_threshold=thresholds.delta)
+    return verdict.passed, verdict.reason
 
 
 def run_attempts(
@@ -169,7 +159,7 @@ def run_attempts(
         if scorer is not None and result.files:
             scores = _score(scorer, result.files[0], check_prompt, current.negative_prompt or None)
             attempt.scores = scores
-            attempt.passed, attempt.reason = thresholds.evaluate(scores)
+            attempt.passed, attempt.reason = judge(scores, thresholds, scorer)
         outcome.attempts.append(attempt)
         if on_attempt:
             on_attempt(attempt)

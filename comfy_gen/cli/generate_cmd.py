@@ -164,13 +164,11 @@ def _scorer(req: Request, settings: "Settings", printer: ProgressPrinter) -> tup
     if not validate:
         return None, Thresholds()
     from comfy_gen.validation import default_positive_threshold, get_validator
-    from comfy_gen.validation.base import warn_if_legacy_threshold
 
     scorer = get_validator(settings.clip_model)  # ValidatorUnavailable (exit 2) before anything is queued
     if threshold is None:
         threshold = default_positive_threshold(settings.clip_model)
     elif 0 < threshold <= 1.0:
-        warn_if_legacy_threshold(threshold)
         printer.warn(f"--positive-threshold {threshold} looks like the old 0-1 scale; scores are 0-100")
     return scorer, Thresholds(positive=float(threshold), delta=None if delta is None else float(delta))
 
@@ -293,7 +291,9 @@ def _interrupted(client: Any, prompt_id: str | None, partial: Path | None, print
 
 def _report_attempt(printer: ProgressPrinter, attempt: Any, limit: int) -> None:
     if printer.json_progress:
-        printer.emit({"type": "attempt", **attempt.to_dict()})
+        data = attempt.to_dict()
+        data.pop("files", None)  # work files: only the kept attempt survives, as the result's file
+        printer.emit({"type": "attempt", **data})
         return
     score = (attempt.scores or {}).get("positive_score")
     detail = attempt.reason or "rendered"
@@ -311,7 +311,8 @@ def _report_result(printer: ProgressPrinter, opts: dict[str, Any], outcome: Any,
                      "the image stays local")
     if opts["json_progress"]:
         printer.emit({"type": "result", "status": outcome.status, **stored,
-                      "attempts": [a.to_dict() for a in outcome.attempts]})
+                      "attempts": [{k: v for k, v in a.to_dict().items() if k != "files"}
+                                   for a in outcome.attempts]})
     elif not opts["quiet"]:
         click.echo(stored["file"])
         if stored.get("url"):

@@ -9,15 +9,15 @@ Unknown classes pass inputs of the same type through (see ``_passthrough``).
 from __future__ import annotations
 
 import asyncio
-import string
 import random
+import string
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
 
 from PIL import Image, UnidentifiedImageError
 
-from comfy_gen.emulator.render import Picture, SaveError, save_batch, save_image_path
+from comfy_gen.emulator.render import Picture, SaveError, render, save_batch, save_image_path
 
 
 class NodeFailure(Exception):
@@ -219,8 +219,6 @@ async def _vae_encode(ctx: RunContext, inputs: dict[str, Any]) -> NodeResult:
 
 
 def _draw(picture: Picture) -> Image.Image:
-    from comfy_gen.emulator.render import render
-
     return render(picture)
 
 

@@ -28,7 +28,7 @@ _WORD_COLOURS: dict[str, tuple[int, int, int]] = {
     "purple": (130, 60, 170), "pink": (230, 130, 170), "white": (235, 235, 235),
     "snow": (225, 230, 240), "black": (25, 25, 30), "night": (20, 25, 60),
     "sunset": (240, 110, 60), "gold": (210, 170, 60), "desert": (215, 180, 120),
-    "lighthouse": (220, 60, 50), "watercolor": (170, 190, 220), "grey": (128, 128, 128),
+    "watercolor": (170, 190, 220), "grey": (128, 128, 128), "brown": (120, 80, 40),
 }
 _DRAW_MAX = 256  # shapes are drawn at most this big, then resized
 
@@ -46,14 +46,18 @@ class Picture:
     base: Image.Image | None = None  # the input image of an img2img job
 
 
-def _palette(text: str) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+def _palette(text: str) -> list[tuple[int, int, int]]:
+    """Colours named in the prompt (in order, no repeats), padded from its hash."""
     words = [w.strip(".,;:!()").lower() for w in text.split()]
-    hits = [_WORD_COLOURS[w] for w in words if w in _WORD_COLOURS]
+    colours: list[tuple[int, int, int]] = []
+    for word in words:
+        colour = _WORD_COLOURS.get(word)
+        if colour is not None and colour not in colours:
+            colours.append(colour)
     digest = hashlib.sha256(text.encode("utf-8")).digest()
-    fallback = (tuple(digest[0:3]), tuple(digest[3:6]))
-    top = hits[0] if hits else fallback[0]
-    bottom = hits[1] if len(hits) > 1 else fallback[1]
-    return top, bottom  # type: ignore[return-value]
+    for i in range(0, 9, 3):
+        colours.append((digest[i], digest[i + 1], digest[i + 2]))
+    return colours
 
 
 def render(picture: Picture) -> Image.Image:
@@ -61,7 +65,8 @@ def render(picture: Picture) -> Image.Image:
     width, height = max(1, picture.width), max(1, picture.height)
     scale = min(1.0, _DRAW_MAX / max(width, height))
     w, h = max(8, int(width * scale)), max(8, int(height * scale))
-    top, bottom = _palette(picture.text)
+    colours = _palette(picture.text)
+    top, bottom = colours[0], colours[1]
     rng = random.Random(f"{picture.seed}|{picture.index}|{picture.text}")
     img = Image.new("RGB", (w, h))
     draw = ImageDraw.Draw(img)
@@ -69,7 +74,8 @@ def render(picture: Picture) -> Image.Image:
         t = y / max(1, h - 1)
         draw.line([(0, y), (w, y)], fill=tuple(int(a + (b - a) * t) for a, b in zip(top, bottom)))
     for _ in range(rng.randint(3, 7)):
-        colour = tuple(rng.randint(0, 255) for _ in range(3))
+        base = rng.choice(colours)  # shapes take the prompt's colours, jittered by the seed
+        colour = tuple(max(0, min(255, c + rng.randint(-60, 60))) for c in base)
         x0, y0 = rng.randint(-w // 4, w), rng.randint(-h // 4, h)
         size = rng.randint(max(2, min(w, h) // 8), max(3, min(w, h) // 2))
         box = [x0, y0, x0 + size, y0 + size]

@@ -7,7 +7,6 @@ import io
 import json
 import time
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
