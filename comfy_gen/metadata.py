@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from comfy_gen import jsonschemas
 from comfy_gen.errors import MetadataNotFound, UsageError
 from comfy_gen.storage.local import atomic_write_bytes, atomic_write_json, sidecar_path
 
@@ -136,14 +137,12 @@ def build_metadata(*, params: Any, workflow_name: str | None = None, model: str 
 
 
 def load_schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return jsonschemas.load(SCHEMA_PATH)
 
 
 def validate_metadata(meta: dict[str, Any]) -> None:
     """Raise UsageError listing every schema violation of ``meta``."""
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(load_schema())
+    validator = jsonschemas.validator(SCHEMA_PATH)
     problems = [f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
                 for e in validator.iter_errors(meta)]
     if problems:

@@ -6,14 +6,13 @@ at the first, so one run of `comfy-gen categories list` shows everything to fix.
 
 from __future__ import annotations
 
-import functools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
+from comfy_gen import jsonschemas
 from comfy_gen.categories.model import TYPE_FOLDERS, Category
 
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
@@ -39,18 +38,13 @@ class CategoryProblem:
         return {"file": self.file, "path": self.path, "message": self.message, "severity": self.severity}
 
 
-@functools.lru_cache(maxsize=1)
 def schema() -> dict[str, Any]:
     """The category JSON Schema shipped with the package."""
-    data: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    return data
+    return jsonschemas.load(SCHEMA_PATH)
 
 
-@functools.lru_cache(maxsize=1)
 def _validator() -> Any:
-    from jsonschema import Draft202012Validator
-
-    return Draft202012Validator(schema())
+    return jsonschemas.validator(SCHEMA_PATH)
 
 
 def format_path(parts: Iterable[Any]) -> str:

@@ -110,6 +110,12 @@ def demo(force: bool, as_json: bool) -> None:
     settings = get_settings()
     recipe = Path(settings.recipes_dir) / "demo.yaml"
     started = time.monotonic()
+    if not Path(settings.clip_model).exists() and "HF_HUB_OFFLINE" not in os.environ:
+        # The demo never downloads a model: it validates with a CLIP model that is
+        # already on disk (a local folder or the Hugging Face cache), else skips loudly.
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        click.echo("Demo: model downloads are off (HF_HUB_OFFLINE=1); set COMFY_GEN_CLIP_MODEL to a "
+                   "local CLIP folder to validate the demo images.", err=True)
     with backend_or_emulator():
         summary = run_flow(str(recipe.resolve()), force=force)
     _print_summary(summary, as_json)

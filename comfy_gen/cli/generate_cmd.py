@@ -287,6 +287,7 @@ def _interrupted(client: Any, prompt_id: str | None, partial: Path | None, print
             printer.warn(f"Could not cancel job {prompt_id}: {exc}")
     if partial is not None:
         remove_output(partial)
+    click.echo("Interrupted.", err=True)
 
 
 def _report_attempt(printer: ProgressPrinter, attempt: Any, limit: int) -> None:

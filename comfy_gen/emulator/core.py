@@ -97,6 +97,9 @@ class Core:
             extra["client_id"] = body["client_id"]
         self.queue.put(QueueItem(number, prompt_id, prompt, extra, verdict.outputs))
         self.stats.prompts_accepted += 1
+        # Jobs queued or running right now: what a client's GPU bound must cap.
+        self.stats.max_outstanding = max(self.stats.max_outstanding,
+                                         len(self.queue.pending) + (self.queue.running is not None))
         await self.broadcast_status()
         return 200, {"prompt_id": prompt_id, "number": number, "node_errors": verdict.node_errors}
 

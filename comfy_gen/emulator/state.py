@@ -50,6 +50,7 @@ class Stats:
     faults_injected: int = 0
     busy: list[list[float]] = field(default_factory=list)
     max_concurrency: int = 0
+    max_outstanding: int = 0
     _busy_since: float | None = None
 
     def job_started(self) -> None:
@@ -88,7 +89,8 @@ class Stats:
             "prompts_accepted": self.prompts_accepted, "prompts_rejected": self.prompts_rejected,
             "faults_injected": self.faults_injected, "busy": busy,
             "busy_seconds": round(sum(end - start for start, end in busy), 6),
-            "max_concurrency": self.max_concurrency, "clock": "time.monotonic",
+            "max_concurrency": self.max_concurrency, "max_outstanding": self.max_outstanding,
+            "clock": "time.monotonic",
         }
 
 

@@ -7,13 +7,13 @@ Every problem is collected and raised once, as a RecipeError whose problems read
 from __future__ import annotations
 
 import difflib
-import functools
 import hashlib
 import json
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from comfy_gen.config import Settings, get_settings
+from comfy_gen import jsonschemas
 from comfy_gen.errors import RecipeError
 from comfy_gen.paths import confine
 from comfy_gen.recipes._yaml import PathElem, YamlDoc, YamlSyntaxError, load_yaml
@@ -70,18 +70,13 @@ class ProblemCollector:
             raise self.error()
 
 
-@functools.lru_cache(maxsize=1)
 def schema() -> dict[str, Any]:
     """The recipe JSON Schema (2020-12) shipped in the package."""
-    data: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    return data
+    return jsonschemas.load(SCHEMA_PATH)
 
 
-@functools.lru_cache(maxsize=1)
 def _validator() -> Any:
-    import jsonschema
-
-    return jsonschema.Draft202012Validator(schema())
+    return jsonschemas.validator(SCHEMA_PATH)
 
 
 def schema_problems(data: Any, out: ProblemCollector) -> None:
