@@ -70,13 +70,21 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
+def _verdict(ratio: float, target: float) -> str:
+    return "met" if ratio >= target else "not met"
+
+
 def run(n_images: int, per_call_samples: int, rounds: int = 2) -> tuple[str, dict[str, float]]:
+    with tempfile.TemporaryDirectory(prefix="bench-clip-") as tmp:  # ~600 MB of weights: always removed
+        return _run_in(Path(tmp), n_images, per_call_samples, rounds)
+
+
+def _run_in(work: Path, n_images: int, per_call_samples: int, rounds: int) -> tuple[str, dict[str, float]]:
     import torch
 
     from comfy_gen.validation import BatchingScorer, ImageValidator
     from tests.fixtures.clip import build_clip_folder
 
-    work = Path(tempfile.mkdtemp(prefix="bench-clip-"))
     build_s, model_dir = timed(lambda: build_clip_folder(work / "clip-vit-b32-random", text_config={},
                                                          vision_config={}))
     images = make_images(work, n_images)
@@ -138,16 +146,28 @@ def run(n_images: int, per_call_samples: int, rounds: int = 2) -> tuple[str, dic
         *[f"| {labels[k]} | {best[k]:.1f} | {median[k]:.1f} | {rates[k]:.2f} | "
           f"{best[k] / best['batched']:.1f}x / {median[k] / median['batched']:.1f}x |" for k in modes],
         "",
-        f"Targets: batched >= 2x one-at-a-time (best {best['single'] / best['batched']:.1f}x), "
-        f">= 8x new-model-per-call (best {best['per_call'] / best['batched']:.1f}x).",
+        f"Targets: batched >= 2x one-at-a-time (best {best['single'] / best['batched']:.1f}x: "
+        f"{_verdict(best['single'] / best['batched'], 2)}), >= 8x new-model-per-call "
+        f"(best {best['per_call'] / best['batched']:.1f}x: {_verdict(best['per_call'] / best['batched'], 8)}).",
     ]
     return "\n".join(lines), rates
 
 
 def update_readme(table: str) -> None:
-    note = ("Measured on a shared machine (other jobs were running), so absolute numbers are noisy; "
-            "the ratios are what matters. Reproduce with `python bench/bench_clip.py` (about 1-3 minutes).")
-    body = f"{SECTION}\n\n`bench/bench_clip.py`. {note}\n\n{table}\n"
+    note = ("Measured on a shared 2-core machine (other jobs run at the same time), so timings are noisy; "
+            "reproduce with `python bench/bench_clip.py` (1-3 minutes).")
+    why = (
+        "Reading the numbers: on a CPU, a ViT-B/32 image forward at batch 1 already multiplies matrices "
+        "large enough (50 tokens x 768) to keep both cores busy, and the text side, which batching "
+        "de-duplicates, costs ~15 ms per prompt against ~40-60 ms per image; so on a quiet machine batching "
+        "gains well under 2x. Batch-1 inference suffers much more when other jobs compete for the cores "
+        "(many small ops, each waiting for both threads), so the ratios move a lot from run to run: in "
+        "quiet runs one-at-a-time came within 1.3-1.7x of batched, in busy ones 3-5x behind. The new-model-per-call row is a floor for the seed's behaviour: here "
+        "the model is a local folder already in the page cache (safetensors are memory-mapped, ~0.1 s per "
+        "load); the seed loaded a hub id per call, adding hub metadata requests or cold disk reads. On a GPU, "
+        "batch-1 calls are launch-bound and batching matters more; not measured here (no GPU)."
+    )
+    body = f"{SECTION}\n\n`bench/bench_clip.py`. {note}\n\n{table}\n\n{why}\n"
     text = README.read_text() if README.exists() else "# Benchmarks\n"
     pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
     if pattern.search(text):

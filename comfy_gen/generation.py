@@ -94,6 +94,19 @@ def best_of(attempts: Sequence[Attempt]) -> Attempt | None:
     return scored[select_best([a.scores for a in scored])]
 
 
+def final_status(attempts: Sequence[Attempt], best: Attempt | None, *, validated: bool) -> str:
+    """``passed``, ``best_effort`` (scored, none passed), ``unvalidated`` or ``failed``."""
+    if not attempts or best is None:
+        return "failed"
+    if not validated:
+        return "unvalidated"
+    if best.passed:
+        return "passed"
+    if best.scores and not best.scores.get("error"):
+        return "best_effort"
+    return "failed"
+
+
 def judge(scores: dict[str, Any], thresholds: Thresholds, scorer: Any = None) -> tuple[bool, str]:
     """Apply ``thresholds`` (positive None = the model's default) to one score dict."""
     positive = thresholds.positive
@@ -168,14 +181,7 @@ def run_attempts(
         log.info("Attempt %d of %s failed validation: %s", number, name, attempt.reason)
 
     outcome.best = best_of(outcome.attempts)
-    if scorer is None:
-        outcome.status = "unvalidated"
-    elif outcome.best is not None and outcome.best.passed:
-        outcome.status = "passed"
-    elif outcome.best is not None and outcome.best.scores and not outcome.best.scores.get("error"):
-        outcome.status = "best_effort"
-    else:
-        outcome.status = "failed"
+    outcome.status = final_status(outcome.attempts, outcome.best, validated=scorer is not None)
     if not keep_all:
         remove_files([f for a in outcome.attempts if a is not outcome.best for f in a.files])
     return outcome

@@ -90,7 +90,7 @@ def store_output(
     if metadata:
         meta = build_metadata(
             params=params, workflow_name=workflow_name, prompt_id=best.prompt_id if best else None, preset=preset,
-            validation=best.scores if best else None, attempts=[a.to_dict() for a in outcome.attempts],
+            validation=_validation(best), attempts=[a.to_dict() for a in outcome.attempts],
             max_attempts=outcome.max_attempts, strategy=outcome.strategy, final_status=outcome.status,
             storage={"file_size_bytes": best_file.stat().st_size, "format": best_file.suffix.lstrip("."),
                      "generation_time_seconds": round(generation_time, 3) if generation_time else None},
@@ -124,6 +124,13 @@ def store_output(
             write_sidecar(target, meta)
             _readable(target, stored["sidecar"])
     return stored
+
+
+def _validation(best: Any) -> dict[str, Any] | None:
+    """The kept attempt's verdict and scores (None when it was not validated)."""
+    if best is None or not best.scores:
+        return None
+    return {"passed": bool(best.passed), "reason": best.reason, **best.scores}
 
 
 def remove_output(target: Path) -> None:

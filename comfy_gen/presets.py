@@ -1,4 +1,9 @@
-"""Named generation presets (``comfy-gen generate --preset NAME``)."""
+"""Named generation presets (``comfy-gen generate --preset NAME``).
+
+Precedence: command-line flags > preset > the workflow's own values. The shipped
+``presets.yaml`` can be extended or overridden key by key with a user file
+(``COMFY_GEN_PRESETS_FILE``).
+"""
 
 from __future__ import annotations
 
@@ -14,22 +19,39 @@ SHIPPED = Path(__file__).with_name("presets.yaml")
 #: Preset keys that map onto GenerationParams; the rest are validation settings.
 PARAM_KEYS = ("steps", "cfg", "sampler", "scheduler", "width", "height", "denoise", "loras", "checkpoint")
 VALIDATION_KEYS = ("validate", "positive_threshold", "delta_threshold", "max_attempts", "retry_strategy")
+INFO_KEYS = ("description", "notes")
 
 
 def load_presets(user_file: Path | None = None) -> dict[str, dict[str, Any]]:
-    """Shipped presets, overridden key by key by ``user_file`` when given."""
+    """Shipped presets, overridden key by key by ``user_file`` when given.
+
+    ConfigError for an unreadable file or a preset with unknown keys (a typo would
+    otherwise be ignored silently).
+    """
     presets: dict[str, dict[str, Any]] = {}
+    known = set(PARAM_KEYS) | set(VALIDATION_KEYS) | set(INFO_KEYS)
     for path in [SHIPPED, user_file] if user_file else [SHIPPED]:
         try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"Cannot read presets file {path}: {exc}") from exc
-        for name, values in (data.get("presets") or {}).items():
-            presets[name] = {**presets.get(name, {}), **(values or {})}
+        entries = data.get("presets") if isinstance(data, dict) else None
+        if not isinstance(entries, dict):
+            raise ConfigError(f"{path}: expected a top-level 'presets:' mapping of name -> settings")
+        for name, values in entries.items():
+            values = values or {}
+            if not isinstance(values, dict):
+                raise ConfigError(f"{path}: preset {name!r} must be a mapping of settings")
+            unknown = sorted(set(values) - known)
+            if unknown:
+                raise ConfigError(f"{path}: preset {name!r} has unknown keys: {', '.join(unknown)}",
+                                  hint=f"Known keys: {', '.join(sorted(known))}")
+            presets[str(name)] = {**presets.get(str(name), {}), **values}
     return presets
 
 
 def get_preset(name: str, user_file: Path | None = None) -> dict[str, Any]:
+    """One preset's settings; UsageError listing the known names."""
     presets = load_presets(user_file)
     if name not in presets:
         raise UsageError(f"Unknown preset {name!r}; available: {', '.join(sorted(presets))}")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from comfy_gen.errors import UsageError
@@ -231,56 +230,3 @@ def adjust_prompt_for_retry(positive: str, negative: str, attempt: int) -> tuple
         terms += [t.format(noun=noun, plural=pluralize(noun)) for t in _RETRY_NEGATIVES]
     terms = list(dict.fromkeys(terms or _GENERIC_NEGATIVES))
     return adjusted, _append_terms(negative or "", terms)
-
-
-# --- attempts and the best of them -------------------------------------------------
-
-
-@dataclass
-class AttemptRecord:
-    """One render + validation attempt, as the CLI and the flow record it."""
-
-    attempt: int
-    params: dict[str, Any] = field(default_factory=dict)
-    scores: dict[str, Any] = field(default_factory=dict)
-    passed: bool | None = None          # None = not validated
-    reason: str | None = None
-    files: list[str] = field(default_factory=list)
-    strategy: str | None = None
-
-    @property
-    def score(self) -> float | None:
-        value = self.scores.get("positive_score")
-        return None if value is None or self.scores.get("error") else float(value)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"attempt": self.attempt, "params": dict(self.params), "scores": dict(self.scores),
-                "passed": self.passed, "reason": self.reason, "files": list(self.files),
-                "strategy": self.strategy}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "AttemptRecord":
-        return cls(attempt=int(data["attempt"]), params=dict(data.get("params") or {}),
-                   scores=dict(data.get("scores") or {}), passed=data.get("passed"),
-                   reason=data.get("reason"), files=list(data.get("files") or []),
-                   strategy=data.get("strategy"))
-
-
-def best_attempt(attempts: Sequence[AttemptRecord]) -> AttemptRecord | None:
-    """The passing attempt with the highest positive score; if none passed, the
-    highest-scoring one; None when nothing was scored. Earlier attempts win ties."""
-    scored = [a for a in attempts if a.score is not None]
-    passed = [a for a in scored if a.passed]
-    pool = passed or scored
-    if not pool:
-        return None
-    return max(pool, key=lambda a: (a.score, -a.attempt))
-
-
-def refinement_status(attempts: Sequence[AttemptRecord]) -> str:
-    """``success`` (an attempt passed), ``best_effort`` (scored, none passed) or ``failed``."""
-    if any(a.passed for a in attempts):
-        return "success"
-    if any(a.score is not None for a in attempts):
-        return "best_effort"
-    return "failed"

@@ -225,3 +225,6 @@ def test_root_generate_py_reexports_and_runs_the_cli(server: Emulator, tmp_path:
     proc = subprocess.run([sys.executable, str(REPO_ROOT / "generate.py"), "metadata", "show", "boat.png"],
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == 0 and "Seed: 3" in proc.stdout
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "generate.py"), "--list-presets"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0 and "draft" in proc.stdout and "high-quality" in proc.stdout

@@ -11,15 +11,12 @@ from comfy_gen.errors import UsageError
 from comfy_gen.params import GenerationParams
 from comfy_gen.strategies import (
     STRATEGY_SEED_MAX,
-    AttemptRecord,
     adjust_prompt_for_retry,
-    best_attempt,
     get_retry_params,
     get_strategy,
     list_strategies,
     next_params,
     pluralize,
-    refinement_status,
     register_strategy,
 )
 
@@ -225,38 +222,3 @@ def test_pluralize(noun, plural):
 def test_validation_retry_strategy_uses_adjust_prompt(rng):
     params = get_retry_params(2, "validation_retry", base_seed=11, base_prompt="single car", base_negative="", rng=rng)
     assert params["positive_prompt"] == "(single car:1.3)" and params["seed"] == 11
-
-
-# --- attempts ----------------------------------------------------------------------
-
-
-def _rec(attempt, score, passed, error=None):
-    scores = {"positive_score": score} if score is not None else {}
-    if error:
-        scores["error"] = error
-    return AttemptRecord(attempt=attempt, scores=scores, passed=passed)
-
-
-@pytest.mark.parametrize(
-    ("records", "best", "status"),
-    [
-        pytest.param([_rec(1, 20.0, False), _rec(2, 26.0, True), _rec(3, 30.0, True)], 3, "success", id="best-passing"),
-        pytest.param([_rec(1, 35.0, False), _rec(2, 26.0, True)], 2, "success", id="passing-beats-higher-failing"),
-        pytest.param([_rec(1, 18.0, False), _rec(2, 21.0, False), _rec(3, 19.0, False)], 2, "best_effort",
-                     id="best-effort"),
-        pytest.param([_rec(1, 21.0, False), _rec(2, 21.0, False)], 1, "best_effort", id="tie-earliest"),
-        pytest.param([_rec(1, None, None), _rec(2, 50.0, False, error="unreadable")], None, "failed", id="none-scored"),
-        pytest.param([], None, "failed", id="empty"),
-    ],
-)
-def test_best_attempt_and_status(records, best, status):
-    chosen = best_attempt(records)
-    assert (chosen.attempt if chosen else None) == best
-    assert refinement_status(records) == status
-
-
-def test_attempt_record_round_trip():
-    record = AttemptRecord(attempt=2, params={"seed": 5, "steps": 50}, scores={"positive_score": 27.5},
-                           passed=True, reason="Image passed validation", files=["out/a.png"], strategy="progressive")
-    assert AttemptRecord.from_dict(record.to_dict()) == record
-    assert record.score == 27.5

@@ -128,22 +128,27 @@ def _make_client(settings: "Settings", opts: dict[str, Any]) -> Any:
                          poll_interval=settings.poll_interval)
 
 
-def _prepare_input(client: Any, req: Request, settings: "Settings", work: Path, dry_run: bool) -> "GenerationParams":
-    """Fetch (URL or allowed path), resize/crop and upload the input image."""
-    from comfy_gen.images import fetch_input_image, parse_size, preprocess_image
+def _input_size(opts: dict[str, Any]) -> tuple[int, int] | None:
+    """--resize/--crop checked up front, before the server is contacted."""
+    from comfy_gen.errors import UsageError
+    from comfy_gen.images import parse_size
 
-    opts = req.opts
     resize = parse_size(opts["resize"]) if opts.get("resize") else None
     if opts.get("crop") and resize is None:
-        from comfy_gen.errors import UsageError
-
         raise UsageError(f"--crop {opts['crop']} needs --resize WxH")
-    if not opts.get("input_image"):
-        if resize:
-            from comfy_gen.errors import UsageError
+    if resize and not opts.get("input_image"):
+        raise UsageError("--resize applies to --input-image; use --width/--height for the output size")
+    return resize
 
-            raise UsageError("--resize applies to --input-image; use --width/--height for the output size")
+
+def _prepare_input(client: Any, req: Request, settings: "Settings", work: Path, dry_run: bool) -> "GenerationParams":
+    """Fetch (URL or allowed path), resize/crop and upload the input image."""
+    from comfy_gen.images import fetch_input_image, preprocess_image
+
+    opts = req.opts
+    if not opts.get("input_image"):
         return req.params
+    resize = _input_size(opts)
     allowed = [Path.cwd(), Path(settings.output_dir), *settings.input_dirs]
     local = fetch_input_image(opts["input_image"], work, allowed_dirs=allowed)
     if resize:
@@ -158,7 +163,10 @@ def _scorer(req: Request, settings: "Settings", printer: ProgressPrinter) -> tup
     from comfy_gen.generation import Thresholds
 
     opts, preset = req.opts, req.preset
-    validate = _pick(opts, preset, "validate", False)
+    validate = opts.get("validate")
+    if validate is None and (opts.get("positive_threshold") is not None or opts.get("delta_threshold") is not None):
+        validate = True  # a threshold on the command line asks for validation
+    validate = _pick({"validate": validate}, preset, "validate", False)
     threshold = _pick(opts, preset, "positive_threshold", None)
     delta = _pick(opts, preset, "delta_threshold", None)
     if not validate:
@@ -181,6 +189,15 @@ def _check_strategy(name: str) -> None:
         raise UsageError(f"Unknown retry strategy {name!r}; known: {', '.join(list_strategies())}")
 
 
+def _workflow_name(ref: str, settings: "Settings") -> str:
+    """How the metadata names the workflow: its name when it lives in the workflows
+    folder, else its absolute path (so `reproduce` finds it from any folder)."""
+    from comfy_gen.workflow import resolve_workflow_path
+
+    path = resolve_workflow_path(ref, workflows_dir=settings.workflows_dir)
+    return path.stem if path.parent == Path(settings.workflows_dir).resolve() else str(path)
+
+
 def _final_target(target: Path, produced: Path) -> Path:
     # `-o result` gets the produced file's extension, so viewers know what it is.
     return target if target.suffix else target.with_suffix(produced.suffix or ".png")
@@ -191,7 +208,7 @@ def run_generate(req: Request) -> int:
     from comfy_gen.config import get_settings
     from comfy_gen.errors import ComfyUIUnavailable, UsageError, ValidationFailed
     from comfy_gen.generation import run_attempts
-    from comfy_gen.outputs import adhoc_output_path, remove_output, store_output
+    from comfy_gen.outputs import adhoc_output_path, store_output
     from comfy_gen.params import validate_ranges
     from comfy_gen.pipeline import compose
     from comfy_gen.workflow import check_workflow, load_workflow, normalize_graph
@@ -205,6 +222,7 @@ def run_generate(req: Request) -> int:
     strategy = _pick(opts, req.preset, "retry_strategy", "progressive")
     max_attempts = int(_pick(opts, req.preset, "max_attempts", 3))
     _check_strategy(strategy)
+    _input_size(opts)
     target = adhoc_output_path(settings, opts.get("output"))  # PathNotAllowed before any work
 
     work_root = Path(settings.state_dir) / "work"
@@ -224,6 +242,7 @@ def run_generate(req: Request) -> int:
             workflow = normalize_graph(req.workflow, object_info=object_info, source=req.workflow_name)
         else:
             workflow = load_workflow(req.workflow, workflows_dir=settings.workflows_dir, object_info=object_info)
+            req.workflow_name = _workflow_name(req.workflow, settings)
         params = _prepare_input(client, req, settings, work, opts["dry_run"])
         # Preflight the composed graph (a fixed seed: the check must not depend on chance).
         probe = params if params.seed not in (None, -1) else params.replace(seed=0)
@@ -330,8 +349,9 @@ def _common_options(fn: Any) -> Any:
         click.option("--quiet", "-q", is_flag=True, help="Print only warnings and errors."),
         click.option("--validate/--no-validate", default=None, help="CLIP-validate the image (default: off)."),
         click.option("--positive-threshold", type=float, default=None,
-                     help="Minimum CLIP score (0-100 scale, 100*cos; default: per model)."),
-        click.option("--delta-threshold", type=float, default=None, help="Minimum positive-negative margin."),
+                     help="Minimum CLIP score (0-100 scale, 100*cos; default: per model). Implies --validate."),
+        click.option("--delta-threshold", type=float, default=None,
+                     help="Minimum positive-negative margin. Implies --validate."),
         click.option("--retry-strategy", default=None,
                      help="progressive (default) | seed_search | prompt_enhance | validation_retry."),
         click.option("--max-attempts", type=click.IntRange(1, 20), default=None,

@@ -232,3 +232,26 @@ def test_categories_compose_into_items_and_policy_is_enforced(emulator_factory, 
         _render(path, force=True)
     assert "landscape" in str(info.value) and "policy_tier=mature" in str(info.value)
     assert _jobs(emu) == before
+
+
+def test_prefect_gate_creates_its_limit_and_bounds_jobs(emulator_factory, use_backend, write_recipe, monkeypatch):
+    from prefect.client.orchestration import get_client
+
+    emu = emulator_factory(step_time=0.02)
+    use_backend(emu.url)
+    monkeypatch.setenv("COMFY_GEN_GPU_GATE", "prefect")
+    monkeypatch.setenv("COMFY_GEN_GPU_LIMIT", "1")
+    reset_settings_cache()
+    path = write_recipe("gcl", """
+        name: gcl
+        workflow: tiny-sd15.json
+        prompts: [first, second, third]
+        seeds: [1]
+    """)
+    summary = _render(path)
+    assert summary["jobs"] == 3
+    assert emu.stats()["max_outstanding"] == 1
+    # The limit was created by comfy-gen (a missing limit would have meant no limit at all).
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name("comfyui:default")
+    assert limit.limit == 1 and limit.active and limit.active_slots == 0

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from comfy_gen.emulator import Emulator
+from comfy_gen.metadata import validate_metadata
 from tests.generate.helpers import chunks, json_lines, run_cli, strip_comfy_gen_chunks
 
 TINY = "tiny-sd15"
@@ -46,6 +47,7 @@ def test_generate_keeps_comfyui_chunks_and_adds_metadata(gen_env: Emulator, tmp_
     assert meta["refinement"]["final_status"] == "unvalidated"
     assert found["parameters"].splitlines()[0] == "a lighthouse on a hill"
     assert "Steps: 4" in found["parameters"] and "Seed: 42" in found["parameters"]
+    validate_metadata(meta)
     sidecar = json.loads((tmp_path / "out.png.json").read_text())
     assert sidecar["generation_id"] == meta["generation_id"]
     assert Image.open(image).size == (64, 64)
@@ -227,3 +229,30 @@ def test_server_unreachable_is_a_one_paragraph_error(tmp_path: Path, monkeypatch
     assert code == 2 and out == ""
     assert err.startswith("Error: ComfyUI is not reachable") and "Traceback" not in err
     assert len(err.strip().splitlines()) <= 3   # message and hint, no stack
+
+
+def test_job_lost_twice_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server restart loses the job; it is queued again once, a second loss is a runtime failure."""
+    import threading
+    import time
+
+    with Emulator(step_time=0.1, data_dir=tmp_path / "emu") as emu:
+        monkeypatch.setenv("COMFY_GEN_COMFYUI_URL", emu.url)
+        monkeypatch.setenv("COMFY_GEN_POLL_INTERVAL", "0.1")
+        restarts: list[float] = []
+
+        def restart_when_running() -> None:
+            deadline = time.monotonic() + 20
+            while len(restarts) < 2 and time.monotonic() < deadline:
+                if emu.stats()["queue_running"]:
+                    emu.restart()
+                    restarts.append(time.monotonic())
+                time.sleep(0.02)
+
+        killer = threading.Thread(target=restart_when_running, daemon=True)
+        killer.start()
+        code, _, err = run_cli("generate", "-w", TINY, "-p", "a paper lantern", "--steps", "30", "-o", "lost.png")
+        killer.join(timeout=20)
+    assert len(restarts) == 2
+    assert code == 1 and "neither the queue nor the history" in err and "Traceback" not in err
+    assert not (tmp_path / "lost.png").exists()

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from comfy_gen.emulator import Emulator
+from comfy_gen.metadata import validate_metadata
 from tests.generate.helpers import chunks, json_lines, run_cli
 
 TINY = "tiny-sd15"
@@ -26,6 +27,8 @@ def test_failed_validation_keeps_best_attempt_and_exits_3(clip_env: Emulator, tm
     assert ref["final_status"] == "best_effort" and ref["strategy"] == "progressive"
     scores = [a["scores"]["positive_score"] for a in ref["attempts"]]
     assert len(scores) == 3 and meta["validation"]["positive_score"] == max(scores)
+    assert meta["validation"]["passed"] is False and "Low positive CLIP score" in meta["validation"]["reason"]
+    validate_metadata(meta)
     # progressive: more steps on every retry, a fresh seed each time.
     steps = [a["params"]["steps"] for a in ref["attempts"]]
     assert steps[0] < steps[1] < steps[2]
@@ -44,12 +47,17 @@ def test_passing_validation_stops_after_one_attempt(clip_env: Emulator, tmp_path
     assert len(attempts) == 1 and attempts[0]["passed"] is True
     assert attempts[0]["scores"]["positive_score"] >= 5
     assert events[-1]["type"] == "result" and events[-1]["status"] == "passed"
-    assert _meta(tmp_path / "ok.png")["refinement"]["final_status"] == "passed"
+    meta = _meta(tmp_path / "ok.png")
+    assert meta["refinement"]["final_status"] == "passed" and meta["validation"]["passed"] is True
+    validate_metadata(meta)
+    code, shown, _ = run_cli("metadata", "show", "ok.png")
+    assert code == 0 and "Validation:    passed" in shown
 
 
 def test_delta_threshold_and_seed_search_strategy(clip_env: Emulator, tmp_path: Path) -> None:
+    # No --validate: a threshold on the command line implies it.
     code, _, err = run_cli("generate", "-w", TINY, "-p", "a cat", "-n", "a dog", "--seed", "100",
-                           "--validate", "--positive-threshold", "1.5", "--delta-threshold", "90",
+                           "--positive-threshold", "1.5", "--delta-threshold", "90",
                            "--retry-strategy", "seed_search", "--max-attempts", "2", "-o", "d.png")
     assert code == 3, err
     assert "delta" in err
