@@ -98,6 +98,7 @@ def _setup(tmp: Path) -> None:
     os.environ.setdefault("PREFECT_HOME", str(tmp / "prefect"))
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ["COMFY_GEN_OUTPUT_DIR"] = str(tmp / "out")
     os.environ["COMFY_GEN_STATE_DIR"] = str(tmp / "state")
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Protocol, Sequence
 
+from comfy_gen.errors import ComfyGenError, is_transient
 from comfy_gen.params import GenerationParams, resolve_seed
 from comfy_gen.pipeline import RenderResult, deterministic_prompt_id, remove_files, render
 from comfy_gen.validation.base import (FALLBACK_POSITIVE_THRESHOLD, Thresholds, default_positive_threshold,
@@ -68,6 +69,7 @@ class Outcome:
     strategy: str | None = None
     max_attempts: int = 1
     validation_skipped: bool = False
+    errors: list[str] = field(default_factory=list)   # later attempts that failed to render
 
     @property
     def passed(self) -> bool:
@@ -78,7 +80,7 @@ class Outcome:
             "attempt": self.best.number if self.best else None,
             "attempts_made": len(self.attempts), "max_attempts": self.max_attempts,
             "strategy": self.strategy, "final_status": self.status,
-            "attempts": [a.to_dict() for a in self.attempts],
+            "attempts": [a.to_dict() for a in self.attempts], "errors": list(self.errors),
         }
 
 
@@ -162,11 +164,19 @@ def run_attempts(
             current = next_params(strategy, number, base, rng=rng)
             current = current.replace(seed=resolve_seed(current.seed, rng))
         pid = deterministic_prompt_id(job_key, f"a{number}") if job_key else None
-        result: RenderResult = render(
-            client, workflow, current, dest_dir=dest_dir, name=f"{name}_a{number}",
-            prompt_id=pid, adopt=job_key is not None, on_event=on_event,
-            on_submitted=on_submitted, timeout=timeout, gate=gate,
-        )
+        try:
+            result: RenderResult = render(
+                client, workflow, current, dest_dir=dest_dir, name=f"{name}_a{number}",
+                prompt_id=pid, adopt=job_key is not None, on_event=on_event,
+                on_submitted=on_submitted, timeout=timeout, gate=gate,
+            )
+        except ComfyGenError as exc:
+            if not outcome.attempts or is_transient(exc):
+                raise
+            # A later attempt failed on the server: keep what the earlier ones produced.
+            log.warning("Attempt %d of %s failed (%s); keeping the best earlier attempt", number, name, exc)
+            outcome.errors.append(f"attempt {number}: {exc}")
+            break
         attempt = Attempt(number=number, params=current, prompt_id=result.prompt_id,
                           files=result.files, elapsed=result.elapsed, cached=result.cached)
         if scorer is not None and result.files:

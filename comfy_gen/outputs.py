@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -20,17 +19,6 @@ from comfy_gen.errors import StorageError
 from comfy_gen.paths import confine
 
 log = logging.getLogger(__name__)
-
-
-def _current_umask() -> int:
-    # Read once at import: os.umask can only be read by setting it, which is not
-    # safe while other threads create files.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
 
 
 def adhoc_output_path(settings: Settings, output: str | None) -> Path:
@@ -113,7 +101,6 @@ def store_output(
     if meta is not None:
         stored["sidecar"] = str(write_sidecar(target, meta))
     staging.replace(target)
-    _readable(target, stored["sidecar"])
     if best_file.resolve() != target.resolve():
         best_file.unlink(missing_ok=True)
     if upload:
@@ -122,7 +109,6 @@ def store_output(
             # Record the link locally too (the uploaded sidecar already went up without it).
             meta["storage"].update(url=stored["url"], key=stored.get("key") or key)
             write_sidecar(target, meta)
-            _readable(target, stored["sidecar"])
     return stored
 
 
@@ -141,15 +127,6 @@ def remove_output(target: Path) -> None:
     for path in (target, sidecar_path(target), target.with_name(target.name + ".tmp")):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-
-
-def _readable(*paths: str | Path | None) -> None:
-    # The atomic writers use mkstemp (mode 0600); finished outputs get the usual
-    # umask-based mode so web servers and other users can read them.
-    for path in paths:
-        if path is not None:
-            with contextlib.suppress(OSError):
-                os.chmod(path, 0o666 & ~_UMASK)
 
 
 def _upload(settings: Settings, image: Path, key: str, storage: Any | None, outbox: Any | None) -> dict[str, Any]:

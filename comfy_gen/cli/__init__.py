@@ -8,7 +8,6 @@ Errors become exit codes here and only here (see ``_errors.EXIT_CODES``).
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import Any
 
 import click
@@ -47,10 +46,7 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
             return None
-        module_name, attr, help_text = COMMANDS[name]
-        if ctx.resilient_parsing or "--help" in sys.argv[1:2]:
-            # Top-level help: a placeholder with the short help, no import.
-            return click.Command(name, help=help_text, short_help=help_text)
+        module_name, attr, _help = COMMANDS[name]
         module = importlib.import_module(module_name)
         return getattr(module, attr)
 

@@ -90,12 +90,31 @@ def _ext(ext: str) -> str:
 # --- atomic writes -------------------------------------------------------------
 
 
+def _current_umask() -> int:
+    # Read once at import: os.umask can only be read by setting it, which is not
+    # safe while other threads create files.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+def _mkstemp(path: Path) -> tuple[int, str]:
+    """A temp file beside ``path`` with the usual umask-based mode (mkstemp uses 0600,
+    which would make finished outputs unreadable to web servers and other users)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_UMASK)
+    return fd, tmp
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` via a temp file in the same folder and a rename,
     so readers (and a crash) never see a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _mkstemp(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -117,7 +136,7 @@ def atomic_copy(src: str | Path, dest: str | Path) -> Path:
     """Copy ``src`` to ``dest`` atomically (temp file + rename)."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    fd, tmp = _mkstemp(dest)
     os.close(fd)
     try:
         shutil.copyfile(src, tmp)

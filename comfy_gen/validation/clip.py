@@ -80,6 +80,10 @@ def load_clip(model_name: str, device: str) -> tuple[Any, Any]:
             hint="pip install torch transformers, or skip validation (--no-validate).",
         ) from exc
     try:
+        from transformers.utils import logging as hf_logging
+
+        # Library progress bars would land in the CLI's stderr and the flow's logs.
+        hf_logging.disable_progress_bar()
         model = CLIPModel.from_pretrained(source)
         processor = CLIPProcessor.from_pretrained(source)
         model = model.to(device).eval()
@@ -137,7 +141,12 @@ class ImageValidator:
 
     name = "clip"
 
-    def __init__(self, model_name: str = DEFAULT_MODEL, *, device: str | None = None, batch_size: int = 16) -> None:
+    def __init__(self, model_name: str | None = None, *, device: str | None = None, batch_size: int = 16) -> None:
+        if model_name is None:
+            # The seed's default (ViT-B/32 from the hub) unless settings name another model.
+            from comfy_gen.config import get_settings
+
+            model_name = get_settings().clip_model or DEFAULT_MODEL
         self.model_name = model_name
         self.device = device or default_device()
         self.batch_size = max(1, int(batch_size))
