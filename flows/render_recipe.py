@@ -28,6 +28,20 @@ from comfy_gen.config import get_settings
 from comfy_gen.errors import is_transient
 from flows import reporting
 
+def _ship_library_logs() -> None:
+    """Send comfy_gen's own log records to the Prefect run log too (what
+    PREFECT_LOGGING_EXTRA_LOGGERS=comfy_gen does, without asking users to set it)."""
+    import logging
+
+    library = logging.getLogger("comfy_gen")
+    for handler in logging.getLogger("prefect.extra").handlers:
+        if handler not in library.handlers:
+            library.addHandler(handler)
+    library.setLevel(logging.INFO)
+
+
+_ship_library_logs()
+
 # Per-run shared state (clients, gates, scorer) stays in this process; tasks get
 # only a key, so their parameters remain small and serialisable.
 _RUNS: dict[str, batch.BatchRun] = {}
