@@ -23,7 +23,6 @@ import logging
 import random
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from comfy_gen.config import Settings
 from comfy_gen.errors import ComfyGenError, is_transient
 from comfy_gen.generation import Outcome, Thresholds, judge, run_attempts
 from comfy_gen.params import resolve_seed
+from comfy_gen.validation.base import default_positive_threshold
 
 log = logging.getLogger(__name__)
 
@@ -147,22 +147,38 @@ def cached_result(run: BatchRun, item: Any, key: str) -> dict[str, Any] | None:
         return None
     result = dict(info.get("result") or {})
     storage = meta.get("storage") or {}
-    result["outcome"] = _reevaluate(item, result)
+    result["outcome"] = _reevaluate(run, item, result)
     result.update(status="cached", cached=True, previous_status=result.get("status"),
                   file=str(image), sidecar=str(sidecar), key=storage.get("key"), url=storage.get("url"),
                   gpu_spans=[])
     return result
 
 
-def _reevaluate(item: Any, result: dict[str, Any]) -> str | None:
+def upload_cached(run: BatchRun, item: Any) -> dict[str, Any]:
+    """Upload a stored item that an earlier run kept local (or left in the outbox)."""
+    from comfy_gen.storage import object_key, upload_with_sidecar
+
+    image = run.item_image(item.id)
+    key = object_key(run.recipe.name, item.id, image.suffix)
+    if run.storage is None or not getattr(run.storage, "remote", False):
+        return {"upload": "local-only"}
+    obj = upload_with_sidecar(run.storage, image, key, run.outbox)
+    if obj is None:
+        return {"upload": "queued", "key": key}
+    return {"upload": "skipped" if obj.skipped else "uploaded", "key": obj.key, "url": obj.url}
+
+
+def _reevaluate(run: BatchRun, item: Any, result: dict[str, Any]) -> str | None:
     """The stored image judged by the item's *current* thresholds (no GPU work):
     changing a threshold re-judges, it does not re-render."""
     validation = dict(getattr(item, "validation", None) or {})
     scores = result.get("scores")
     if not validation.get("enabled") or not scores:
         return result.get("status")
-    passed, _ = judge(scores, Thresholds(positive=validation.get("positive_threshold"),
-                                         delta=validation.get("delta_threshold")))
+    positive = validation.get("positive_threshold")
+    if positive is None:
+        positive = default_positive_threshold(run.settings.clip_model)
+    passed, _ = judge(scores, Thresholds(positive=positive, delta=validation.get("delta_threshold")))
     return "passed" if passed else "best_effort"
 
 
@@ -178,8 +194,12 @@ def run_item(run: BatchRun, item: Any) -> dict[str, Any]:
     if not run.force:
         hit = cached_result(run, item, key)
         if hit is not None:
+            if run.upload and not hit.get("url"):
+                hit.update(upload_cached(run, item))
             return hit
-    nonce = uuid.uuid4().hex if run.force else ""
+    # Stable for the whole run (Prefect retries of this item included), so a retry
+    # adopts the job its first try queued instead of queueing a duplicate.
+    nonce = f"/force-{run.run_id}" if run.force else ""
     spans: list[list[float]] = []
     span_start: dict[str, float] = {}
 
@@ -201,7 +221,7 @@ def run_item(run: BatchRun, item: Any) -> dict[str, Any]:
     scorer = run.scorer if validation.get("enabled") and not run.validation_skipped else None
     thresholds = Thresholds(positive=validation.get("positive_threshold"),
                             delta=validation.get("delta_threshold"))
-    work_dir = run.items_dir / ".work"
+    work_dir = run.items_dir / ".work" / run.run_id   # overlapping runs never share files
     outcome: Outcome = run_attempts(
         run.client(item.backend), workflow, item.params, dest_dir=work_dir, name=item.id,
         scorer=scorer, thresholds=thresholds,

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import shlex
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from comfy_gen.errors import ConfigError
+from comfy_gen.errors import ConfigError, ProblemListError
 
 #: The repository root when running from a checkout (workflows/, recipes/ live there).
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +47,9 @@ class Settings(BaseSettings):
 
     # --- ComfyUI backends ---
     comfyui_url: str = Field("http://127.0.0.1:8188", description="Default ComfyUI base URL")
-    backends: dict[str, str] = Field(
+    # NoDecode: pydantic-settings would JSON-decode these before our validators run
+    # and fail with a message that names neither the variable nor the format.
+    backends: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
         description='Named backends as JSON, e.g. {"gpu1": "http://127.0.0.1:8188"}; '
         '"default" is comfyui_url unless given here',
@@ -62,14 +66,14 @@ class Settings(BaseSettings):
     output_dir: Path = Field(Path("output"), description="Where images, sidecars and run records go")
     workflows_dir: Path = Field(default_factory=lambda: _default_dir("workflows"))
     recipes_dir: Path = Field(default_factory=lambda: _default_dir("recipes"))
-    input_dirs: list[Path] = Field(
+    input_dirs: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description="Extra folders user/agent input images may come from (output_dir and cwd are always allowed for the CLI)",
     )
     presets_file: Path | None = Field(None, description="Optional presets.yaml overriding the shipped presets")
 
     # --- categories and policy ---
-    categories_paths: list[Path] = Field(default_factory=list, description="Extra category folders (user overrides)")
+    categories_paths: Annotated[list[Path], NoDecode] = Field(default_factory=list, description="Extra category folders (user overrides)")
     categories_strict: bool = Field(False, description="Refuse to start when a category file is invalid")
     policy_tier: PolicyTier = Field("general", description="Highest content tier this server allows")
 
@@ -91,7 +95,7 @@ class Settings(BaseSettings):
     # --- local ComfyUI server management (comfy-gen server ...) ---
     comfyui_path: Path | None = Field(None, description="Folder of a local ComfyUI install (main.py)")
     comfyui_python: str = Field("python3", description="Python used to start ComfyUI")
-    comfyui_args: list[str] = Field(default_factory=lambda: ["--listen", "127.0.0.1", "--port", "8188"])
+    comfyui_args: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["--listen", "127.0.0.1", "--port", "8188"])
     state_dir: Path = Field(Path(".comfy-gen"), description="pid files, logs, emulator data")
 
     # --- Prefect ---
@@ -114,7 +118,34 @@ class Settings(BaseSettings):
             try:
                 return json.loads(value)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"COMFY_GEN_BACKENDS must be a JSON object: {exc}") from exc
+                raise ValueError(
+                    f'must be a JSON object like {{"gpu1": "http://127.0.0.1:8188"}} ({exc})') from exc
+        return value
+
+    @field_validator("input_dirs", "categories_paths", mode="before")
+    @classmethod
+    def _parse_path_list(cls, value: Any) -> Any:
+        """A JSON list, or folders separated by the OS path separator (like PATH)."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"must be a JSON list of folders ({exc})") from exc
+            return [part for part in text.split(os.pathsep) if part.strip()]
+        return value
+
+    @field_validator("comfyui_args", mode="before")
+    @classmethod
+    def _parse_args(cls, value: Any) -> Any:
+        """A JSON list, or a shell-style command line (``--listen 127.0.0.1 --port 8188``)."""
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                return json.loads(text) if text.startswith("[") else shlex.split(text)
+            except (json.JSONDecodeError, ValueError) as exc:
+                raise ValueError(f"must be a JSON list or a shell-style argument line ({exc})") from exc
         return value
 
     # --- derived values ---
@@ -153,8 +184,30 @@ def get_settings() -> Settings:
     """The process-wide settings, read once from the environment (and .env)."""
     try:
         return Settings()
-    except Exception as exc:  # pydantic.ValidationError: translate once, here
-        raise ConfigError(f"Invalid comfy-gen settings: {exc}") from exc
+    except ValidationError as exc:  # translate once, here
+        raise settings_error(exc) from exc
+
+
+#: Settings whose values must never be echoed back in an error message.
+_SECRET_FIELDS = frozenset({"minio_access_key", "minio_secret_key"})
+
+
+def settings_error(exc: ValidationError) -> ConfigError:
+    """One problem per line, named by its env var, without pydantic's URLs."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = [str(part) for part in err.get("loc", ())]
+        field = loc[0] if loc else "?"
+        name = f"COMFY_GEN_{field.upper()}" + "".join(f"[{part}]" for part in loc[1:])
+        message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        if field in _SECRET_FIELDS or "input" not in err or isinstance(err["input"], (dict, list)):
+            problems.append(f"{name}: {message}")
+        else:
+            problems.append(f"{name}={err['input']!r}: {message}")
+    return ProblemListError(
+        f"Invalid comfy-gen settings ({len(problems)} problem(s))", problems,
+        hint="Fix the environment variable or the .env file in the working directory; "
+             ".env.example lists every setting.")
 
 
 def reset_settings_cache() -> None:

@@ -23,6 +23,7 @@ assigned only at the edges (``comfy_gen.cli`` and the API), from one table each.
     │   ├── ExecutionInterrupted    the job was interrupted
     │   └── JobLost                 in neither queue nor history (restart)  [transient]
     ├── ValidationFailed            image below thresholds after all attempts (exit 3)
+    ├── BatchFailed                 some items of a recipe run failed (exit 1)
     ├── MetadataNotFound            an image carries no comfy-gen metadata (exit 1)
     └── StorageError                object storage failed
         ├── StorageUnavailable      endpoint unreachable / 5xx              [transient]
@@ -255,6 +256,21 @@ class MetadataNotFound(ComfyGenError):
     """An image has no comfy-gen metadata (no PNG chunk, no sidecar, no ComfyUI chunks)."""
 
 
+class BatchFailed(ComfyGenError):
+    """Some items of a batch failed (the others were rendered); ``summary`` has the run record."""
+
+    def __init__(self, message: str, *, summary: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+    def __reduce__(self) -> Any:  # picklable with its summary (Prefect stores flow exceptions)
+        return (_rebuild_batch_failed, (self.message, self.summary))
+
+
+def _rebuild_batch_failed(message: str, summary: dict[str, Any] | None) -> "BatchFailed":
+    return BatchFailed(message, summary=summary)
+
+
 class StorageError(ComfyGenError):
     """Object storage failed."""
 
@@ -277,7 +293,7 @@ def is_transient(exc: BaseException) -> bool:
 
 
 __all__ = [
-    "BucketNotFound", "CategoryError", "ComfyGenError", "ComfyUIError", "ComfyUITimeout",
+    "BatchFailed", "BucketNotFound", "CategoryError", "ComfyGenError", "ComfyUIError", "ComfyUITimeout",
     "ComfyUIUnavailable", "CompositionError", "ConfigError", "ExecutionFailed",
     "ExecutionInterrupted", "JobLost", "MetadataNotFound", "PathNotAllowed", "PolicyViolation", "PreflightError",
     "ProblemListError", "PromptRejected", "RecipeError", "StorageAuthError", "StorageError",

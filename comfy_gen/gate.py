@@ -67,6 +67,8 @@ class GpuGate:
         self._lock_dir = Path(lock_dir or Path.home() / ".cache" / "comfy-gen" / "locks") / key
         self._prefect_name = prefect_name
         self._held = threading.local()
+        self._ensure_lock = threading.Lock()
+        self._limit_ready = False
         if mode == "prefect" and not prefect_name:
             raise ConfigError("GPU gate mode 'prefect' needs a concurrency limit name")
 
@@ -119,7 +121,10 @@ class GpuGate:
         from prefect.concurrency.sync import concurrency
 
         assert self._prefect_name
-        ensure_prefect_limit(self._prefect_name, self.limit)
+        with self._ensure_lock:
+            if not self._limit_ready:
+                ensure_prefect_limit(self._prefect_name, self.limit)
+                self._limit_ready = True
         with concurrency(self._prefect_name, occupy=1, strict=True, lease_duration=60):
             yield
 
@@ -132,15 +137,18 @@ def ensure_prefect_limit(name: str, limit: int) -> None:
         GlobalConcurrencyLimitCreate,
         GlobalConcurrencyLimitUpdate,
     )
-    from prefect.exceptions import ObjectNotFound
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
     with get_client(sync_client=True) as client:
         try:
             existing = client.read_global_concurrency_limit_by_name(name)
         except ObjectNotFound:
-            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=limit))
-            log.info("Created Prefect concurrency limit %s = %d", name, limit)
-            return
+            try:
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=limit))
+                log.info("Created Prefect concurrency limit %s = %d", name, limit)
+                return
+            except ObjectAlreadyExists:  # another process created it first
+                existing = client.read_global_concurrency_limit_by_name(name)
         if existing.limit != limit or not existing.active:
             client.update_global_concurrency_limit(
                 name, GlobalConcurrencyLimitUpdate(limit=limit, active=True))

@@ -172,6 +172,8 @@ def run_attempts(
             )
         except ComfyGenError as exc:
             if not outcome.attempts or is_transient(exc):
+                # The whole item will be retried: drop what the earlier attempts left.
+                remove_files([f for a in outcome.attempts for f in a.files])
                 raise
             # A later attempt failed on the server: keep what the earlier ones produced.
             log.warning("Attempt %d of %s failed (%s); keeping the best earlier attempt", number, name, exc)

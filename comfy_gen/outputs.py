@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -93,14 +94,20 @@ def store_output(
             # The result record makes the sidecar the cache/resume marker too.
             result={k: v for k, v in (result or {}).items() if k != "gpu_spans"},
         )
-    # Write to a temp name, embed, then rename: an image under its final name is complete.
-    staging = target.with_name(target.name + ".tmp")
-    atomic_copy(best_file, staging)
-    if meta is not None and best_file.suffix.lower() == ".png":
-        embed_png_metadata(staging, meta)
+    # Write to a unique temp name, embed, then rename: an image under its final
+    # name is complete. The sidecar comes last: it carries the job key that marks
+    # the item done, so a crash in between re-renders rather than trusting a stale image.
+    staging = target.with_name(f"{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        atomic_copy(best_file, staging)
+        if meta is not None and best_file.suffix.lower() == ".png":
+            embed_png_metadata(staging, meta)
+        staging.replace(target)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
     if meta is not None:
         stored["sidecar"] = str(write_sidecar(target, meta))
-    staging.replace(target)
     if best_file.resolve() != target.resolve():
         best_file.unlink(missing_ok=True)
     if upload:
@@ -124,7 +131,8 @@ def remove_output(target: Path) -> None:
     from comfy_gen.storage import sidecar_path
 
     target = Path(target)
-    for path in (target, sidecar_path(target), target.with_name(target.name + ".tmp")):
+    staging = list(target.parent.glob(f"{target.name}.*.tmp")) if target.parent.is_dir() else []
+    for path in (target, sidecar_path(target), *staging):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
 

@@ -9,6 +9,8 @@ in (``gate``) or lives in the callers; this module only knows one job.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import shutil
 import time
@@ -62,23 +64,38 @@ def compose(workflow: dict[str, Any], params: GenerationParams | None, **kwargs:
     return apply_params(workflow, params or GenerationParams(), **kwargs)
 
 
-def _find_existing(client: "ComfyUIClient", prompt_id: str) -> bool:
-    """True when ComfyUI already knows ``prompt_id`` (queued, running or finished)."""
-    if client.history(prompt_id):
-        return True
-    queue = client.get_queue()
-    return any(item.prompt_id == prompt_id for item in [*queue.running, *queue.pending])
+def _adoptable(client: "ComfyUIClient", prompt_id: str) -> str | None:
+    """How ComfyUI knows ``prompt_id``: "queued", "done" (succeeded) or "failed"; None if unknown.
+
+    The queue is read before the history: a job that finishes between the two
+    reads is then seen in one of them, never missed and rendered twice.
+    """
+    from comfy_gen.comfyui._protocol import history_outcome
+
+    if client.get_queue().find(prompt_id):
+        return "queued"
+    entry = client.history(prompt_id)
+    if not entry:
+        return None
+    return "done" if history_outcome(entry)[0] == "success" else "failed"
 
 
 def submit(client: "ComfyUIClient", workflow: dict[str, Any], *, prompt_id: str | None = None,
            adopt: bool = False) -> tuple[str, bool]:
-    """Queue ``workflow``; with ``adopt`` reuse a job already known under ``prompt_id``.
+    """Queue ``workflow``; with ``adopt`` reuse a job already queued or finished
+    successfully under ``prompt_id``. A job that failed or was interrupted is
+    never adopted: it is queued again under a fresh id (its old history entry
+    would otherwise answer for the new job).
 
     Returns ``(prompt_id, adopted)``.
     """
-    if adopt and prompt_id and _find_existing(client, prompt_id):
-        log.info("Adopting job %s already known to ComfyUI", prompt_id)
-        return prompt_id, True
+    if adopt and prompt_id:
+        state = _adoptable(client, prompt_id)
+        if state in ("queued", "done"):
+            log.info("Adopting job %s (%s) already known to ComfyUI", prompt_id, state)
+            return prompt_id, True
+        if state == "failed":
+            prompt_id = deterministic_prompt_id(prompt_id, "after-failure", uuid.uuid4().hex)
     queued = client.queue_prompt(workflow, prompt_id=prompt_id)
     return queued.prompt_id, False
 
@@ -105,6 +122,10 @@ def render(
     restart is queued again up to ``resubmit_lost`` times.
     """
     graph = compose(workflow, params) if params is not None else workflow
+    if prompt_id is not None and adopt:
+        # Derive the id from the exact graph too, so a job queued for other
+        # parameters (a changed strategy, say) is never adopted for these.
+        prompt_id = deterministic_prompt_id(prompt_id, graph_hash(graph))
     started = time.monotonic()
     resubmitted = False
     attempt_id = prompt_id
@@ -122,10 +143,15 @@ def render(
                     raise
                 tries += 1
                 resubmitted = True
-                adopt = False
-                # The old id may be reused by the server's new history; use a fresh one.
-                attempt_id = deterministic_prompt_id(pid, f"resubmit{tries}") if prompt_id else None
+                # Deterministic too, so a retry of this item adopts the resubmitted job.
+                attempt_id = deterministic_prompt_id(attempt_id or pid, f"resubmit{tries}")
                 log.warning("Job %s was lost (server restart?); queueing it again", pid)
+            except BaseException:
+                # Timeout, Ctrl-C, unexpected error: the job must not keep the GPU
+                # busy outside the bound once we stop waiting for it.
+                with contextlib.suppress(Exception):
+                    client.cancel(pid)
+                raise
     files = download_outputs(client, job, dest_dir=dest_dir, name=name)
     return RenderResult(prompt_id=pid, files=files, job=job, workflow=graph,
                         elapsed=time.monotonic() - started, adopted=adopted,
@@ -146,11 +172,22 @@ def download_outputs(client: "ComfyUIClient", job: "JobResult", *, dest_dir: Pat
     for index, output in enumerate(outputs):
         suffix = Path(output.filename).suffix or ".png"
         target = dest_dir / (f"{name}{suffix}" if index == 0 else f"{name}_{index}{suffix}")
-        partial = target.with_name(target.name + ".part")
-        client.download(output, partial)
-        partial.replace(target)
+        partial = target.with_name(f"{target.name}.{uuid.uuid4().hex[:8]}.part")
+        try:
+            client.download(output, partial)
+            partial.replace(target)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            remove_files(files)
+            raise
         files.append(target)
     return files
+
+
+def graph_hash(graph: dict[str, Any]) -> str:
+    """A stable hash of a composed API-format graph."""
+    blob = json.dumps(graph, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
 def remove_files(paths: list[Path]) -> None:

@@ -25,18 +25,27 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from comfy_gen import batch
 from comfy_gen.config import get_settings
-from comfy_gen.errors import is_transient
+from comfy_gen.errors import BatchFailed, is_transient
 from flows import reporting
 
 def _ship_library_logs() -> None:
     """Send comfy_gen's own log records to the Prefect run log too (what
-    PREFECT_LOGGING_EXTRA_LOGGERS=comfy_gen does, without asking users to set it)."""
+    PREFECT_LOGGING_EXTRA_LOGGERS=comfy_gen does, without asking users to set it).
+    Records from threads outside a run (the socket listener, upload pools) stay local."""
     import logging
 
+    from prefect.context import FlowRunContext, TaskRunContext
+    from prefect.logging.handlers import APILogHandler
+
+    class InRun(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
     library = logging.getLogger("comfy_gen")
-    for handler in logging.getLogger("prefect.extra").handlers:
-        if handler not in library.handlers:
-            library.addHandler(handler)
+    if not any(isinstance(h, APILogHandler) for h in library.handlers):
+        handler = APILogHandler()
+        handler.addFilter(InRun())
+        library.addHandler(handler)
     library.setLevel(logging.INFO)
 
 
@@ -150,8 +159,9 @@ def render_recipe(recipe: str, force: bool = False, upload: bool | None = None,
         logger.info("Done: %s", {k: summary[k] for k in ("items", "rendered", "cached", "jobs",
                                                          "pass_rate", "gpu_busy_fraction")})
         if summary["counts"].get("error"):
-            raise RuntimeError(f"{summary['counts']['error']} of {len(items)} items failed; "
-                               f"see {run.run_dir / 'summary.json'}")
+            raise BatchFailed(f"{summary['counts']['error']} of {len(items)} items of recipe "
+                              f"{recipe_obj.name!r} failed; the others are stored. Details: "
+                              f"{run.run_dir / 'summary.json'}", summary=summary)
         return summary
     finally:
         _RUNS.pop(run_key, None)
@@ -164,9 +174,21 @@ def render_nightly(recipes: list[str] | None = None, force: bool = False) -> lis
     logger = get_run_logger()
     paths = recipes or [str(p) for p in find_nightly_recipes(Path(get_settings().recipes_dir))]
     logger.info("Nightly batch: %d recipe(s)", len(paths))
-    summaries = []
+    summaries: list[dict[str, Any]] = []
+    failed: list[str] = []
     for path in paths:
-        summaries.append(render_recipe(recipe=path, force=force))
+        # One failing recipe must not stop the others: collect, then report.
+        state = render_recipe(recipe=path, force=force, return_state=True)
+        try:
+            summaries.append(state.result())
+        except Exception as exc:  # noqa: BLE001 - recorded, raised once at the end
+            logger.error("Recipe %s failed: %s", path, exc)
+            failed.append(f"{path}: {exc}")
+            summary = getattr(exc, "summary", None)
+            if summary:
+                summaries.append(summary)
+    if failed:
+        raise BatchFailed(f"{len(failed)} of {len(paths)} nightly recipe(s) failed: " + "; ".join(failed))
     return summaries
 
 

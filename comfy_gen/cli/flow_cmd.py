@@ -60,6 +60,19 @@ def run_flow(recipe: str, *, force: bool = False, upload: bool | None = None, ba
     return render_recipe(recipe=recipe, force=force, upload=upload, backend=backend, max_items=max_items)
 
 
+def _run_and_report(recipe: str, as_json: bool, **kwargs: Any) -> None:
+    """Run the flow and print its summary, also when some items failed (exit 1)."""
+    from comfy_gen.errors import BatchFailed
+
+    try:
+        summary = run_flow(recipe, **kwargs)
+    except BatchFailed as exc:
+        if exc.summary:
+            _print_summary(exc.summary, as_json)
+        raise
+    _print_summary(summary, as_json)
+
+
 def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
@@ -97,9 +110,8 @@ def run(recipe: str, force: bool, upload: bool | None, backend: str | None, url:
     _use_url(url)
     if not Path(recipe).is_file():
         raise click.BadParameter(f"No such recipe file: {recipe}", param_hint="RECIPE")
-    summary = run_flow(str(Path(recipe).resolve()), force=force, upload=upload, backend=backend,
-                       max_items=max_items)
-    _print_summary(summary, as_json)
+    _run_and_report(str(Path(recipe).resolve()), as_json, force=force, upload=upload, backend=backend,
+                    max_items=max_items)
 
 
 @click.command("demo")
@@ -117,8 +129,7 @@ def demo(force: bool, as_json: bool) -> None:
         click.echo("Demo: model downloads are off (HF_HUB_OFFLINE=1); set COMFY_GEN_CLIP_MODEL to a "
                    "local CLIP folder to validate the demo images.", err=True)
     with backend_or_emulator():
-        summary = run_flow(str(recipe.resolve()), force=force)
-    _print_summary(summary, as_json)
+        _run_and_report(str(recipe.resolve()), as_json, force=force)
     if not as_json:
         click.echo(f"Demo finished in {time.monotonic() - started:.1f} s.")
 

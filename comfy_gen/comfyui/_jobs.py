@@ -203,14 +203,27 @@ class JobTracker:
                         nudged = True
                     continue
                 # A reconnect, or time for a poll: where is the job now?
+                check_started = time.monotonic()
                 try:
-                    entry = self._check(prompt_id)
+                    # No per-request retries: this loop is the retry, bounded by
+                    # OUTAGE_GRACE, and nested retries would print a warning each.
+                    entry = self._check(prompt_id, retry=False)
                     down_since = None
                 except (ComfyUIUnavailable, ComfyUITimeout) as exc:
                     # The server may be restarting; JobLost is decided once it answers.
-                    down_since = down_since or time.monotonic()
-                    if time.monotonic() - down_since > OUTAGE_GRACE:
-                        raise
+                    if down_since is None:
+                        down_since = check_started
+                        log.warning("Lost contact with ComfyUI at %s while waiting for job %s; "
+                                    "waiting up to %gs for it to come back", self._client.base_url,
+                                    prompt_id, OUTAGE_GRACE)
+                    gone = time.monotonic() - down_since
+                    if gone > OUTAGE_GRACE:
+                        raise ComfyUIUnavailable(
+                            f"Lost contact with ComfyUI at {self._client.base_url} while waiting for "
+                            f"job {prompt_id}: unreachable for {gone:.0f}s ({exc.message})",
+                            url=self._client.base_url, prompt_id=prompt_id,
+                            hint="When the server is back, `comfy-gen queue` shows whether the job "
+                                 "is still there; run the command again to render it.") from exc
                     log.info("job %s: server unreachable (%s); still waiting", prompt_id, exc.message)
                     entry = None
                 last_check = time.monotonic()
@@ -230,22 +243,22 @@ class JobTracker:
             time.sleep(min(0.2, self._client.poll_interval))
         return None
 
-    def _check(self, prompt_id: str) -> dict[str, Any] | None:
+    def _check(self, prompt_id: str, *, retry: bool = True) -> dict[str, Any] | None:
         """History entry if finished; None if queued; JobLost if neither, twice."""
         for attempt in range(2):
             if attempt:
                 # Look again a moment later: a job moving pending -> running -> done
                 # between our two requests must not be declared lost.
                 time.sleep(min(0.25, self._client.poll_interval))
-            state = self._jobs_api_state(prompt_id)
+            state = self._jobs_api_state(prompt_id, retry=retry)
             if state in ("pending", "running"):
                 return None
-            entry = self._client.history(prompt_id)
+            entry = self._client.history(prompt_id, retry=retry)
             if entry is not None:
                 return entry
-            if self._client.get_queue().find(prompt_id) is not None:
+            if self._client.get_queue(retry=retry).find(prompt_id) is not None:
                 return None
-            entry = self._client.history(prompt_id)
+            entry = self._client.history(prompt_id, retry=retry)
             if entry is not None:
                 return entry
         raise JobLost(f"Job {prompt_id} is in neither the queue nor the history of "
@@ -253,13 +266,13 @@ class JobTracker:
                       url=self._client.base_url, prompt_id=prompt_id,
                       hint="Queue the job again.")
 
-    def _jobs_api_state(self, prompt_id: str) -> str | None:
+    def _jobs_api_state(self, prompt_id: str, *, retry: bool = True) -> str | None:
         """State from /api/jobs/{id} on servers that have it (probed once)."""
         if self._jobs_api is None:
-            self._jobs_api = self._client._request("GET", "/api/jobs").status_code == 200
+            self._jobs_api = self._client._request("GET", "/api/jobs", retry=retry).status_code == 200
         if not self._jobs_api:
             return None
-        response = self._client._request("GET", f"/api/jobs/{prompt_id}")
+        response = self._client._request("GET", f"/api/jobs/{prompt_id}", retry=retry)
         if response.status_code != 200:
             return None
         try:

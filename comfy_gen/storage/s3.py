@@ -45,6 +45,15 @@ class S3Storage:
         if not access_key or not secret_key:
             raise ConfigError(f"Object storage at {endpoint} needs an access key and a secret key",
                               hint="Set COMFY_GEN_MINIO_ACCESS_KEY and COMFY_GEN_MINIO_SECRET_KEY.")
+        from minio.helpers import check_bucket_name
+
+        try:
+            check_bucket_name(bucket)
+        except ValueError as exc:
+            # A settings mistake, not a storage failure: say so before any request.
+            raise ConfigError(f"Invalid bucket name {bucket!r}",
+                              hint="Fix COMFY_GEN_MINIO_BUCKET: 3-63 characters, lower-case letters, "
+                                   "digits, '-' and '.'.") from exc
         self.endpoint = endpoint
         self.bucket = bucket
         self.secure = secure

@@ -215,6 +215,33 @@ def test_restart_mid_job_is_job_lost(fresh_emulator, make_client) -> None:
     assert client.wait(client.queue_prompt(workflow("txt2img_ckpt.json")).prompt_id).status == "success"
 
 
+def test_server_gone_mid_job_is_one_clear_error(fresh_emulator, make_client, monkeypatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    from comfy_gen.comfyui import _jobs
+
+    monkeypatch.setattr(_jobs, "OUTAGE_GRACE", 1.0)  # the real grace (60 s) is too long for a test
+    fresh_emulator.faults.step_time = 0.1
+    client = make_client(fresh_emulator.url, retry_delay=0.2)
+    prompt_id = client.queue_prompt(workflow("txt2img_slow.json")).prompt_id
+    stopped: list[bool] = []
+
+    def on_event(event: ev.Event) -> None:
+        if isinstance(event, ev.Progress) and not stopped:
+            stopped.append(True)
+            fresh_emulator.stop()
+
+    started = time.monotonic()
+    with caplog.at_level("WARNING"), pytest.raises(ComfyUIUnavailable) as info:
+        client.wait(prompt_id, on_event=on_event)
+    assert stopped and time.monotonic() - started < 8
+    assert info.value.prompt_id == prompt_id
+    assert "Lost contact" in str(info.value) and prompt_id in str(info.value)
+    assert "comfy-gen queue" in str(info.value)
+    # One warning when contact is lost, not one per retried request.
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "comfy_gen" in r.name]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+
+
 def test_job_timeout(emu, client: ComfyUIClient) -> None:
     _slow(emu)
     prompt_id = client.queue_prompt(workflow("txt2img_slow.json")).prompt_id

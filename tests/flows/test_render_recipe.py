@@ -255,3 +255,29 @@ def test_prefect_gate_creates_its_limit_and_bounds_jobs(emulator_factory, use_ba
     with get_client(sync_client=True) as client:
         limit = client.read_global_concurrency_limit_by_name("comfyui:default")
     assert limit.limit == 1 and limit.active and limit.active_slots == 0
+
+
+def test_failed_items_are_recorded_and_succeed_on_the_next_run_once_fixed(emulator_factory, use_backend,
+                                                                         write_recipe):
+    from comfy_gen.errors import BatchFailed
+
+    emu = emulator_factory()
+    use_backend(emu.url)
+    path = write_recipe("faulty", """
+        name: faulty
+        workflow: tiny-sd15.json
+        prompts: [a paper boat, a glass vase]
+        seeds: [9]
+    """)
+    emu.faults.error_node_class = "VAEDecode"
+    with pytest.raises(BatchFailed) as info:
+        _render(path)
+    summary = info.value.summary
+    assert summary["counts"] == {"error": 2}
+    assert Path(summary["run_dir"], "summary.json").exists()  # the run record is written anyway
+    assert all("VAEDecode" in (e["error"] or "") for e in summary["errors"])
+
+    # The failed jobs are not adopted on the next run: they are queued again and succeed.
+    emu.faults.error_node_class = None
+    fixed = _render(path)
+    assert fixed["counts"] == {"unvalidated": 2} and fixed["jobs"] == 2

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from comfy_gen.errors import BucketNotFound, StorageAuthError, StorageUnavailable, UsageError
+from comfy_gen.errors import BucketNotFound, ConfigError, StorageAuthError, StorageUnavailable, UsageError
 from comfy_gen.storage import get_storage, upload_with_sidecar
 from comfy_gen.storage.admin import delete_image, policy_document, set_bucket_policy
 from comfy_gen.storage.s3 import S3Storage
@@ -188,3 +188,11 @@ def test_error_translation_table(make, expected) -> None:
     err = translate_error(make(), action="upload 'k' to", where="bucket 'b' at http://h:1")
     assert type(err) is expected and isinstance(err, StorageError)
     assert err.message.startswith("Cannot upload 'k' to bucket 'b' at http://h:1")
+
+
+def test_invalid_bucket_name_is_a_config_error_before_any_request() -> None:
+    # Nothing listens on the port: a ConfigError (exit 2) proves no request was made.
+    port = free_port_block(1)
+    with pytest.raises(ConfigError, match="Bad_Bucket!") as info:
+        S3Storage(f"127.0.0.1:{port}", "AKX", "secret-value", "Bad_Bucket!")
+    assert "COMFY_GEN_MINIO_BUCKET" in str(info.value) and "secret-value" not in str(info.value)
