@@ -99,6 +99,11 @@ def _setup(tmp: Path) -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from comfy_gen.config import Settings, prefect_defaults
+
+    for key, value in prefect_defaults(Settings()).items():
+        os.environ.setdefault(key, value)
+    os.environ["COMFY_GEN_RECIPE_DIRS"] = str(tmp)
     os.environ["COMFY_GEN_OUTPUT_DIR"] = str(tmp / "out")
     os.environ["COMFY_GEN_STATE_DIR"] = str(tmp / "state")
 

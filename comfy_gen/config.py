@@ -70,6 +70,10 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Extra folders user/agent input images may come from (output_dir and cwd are always allowed for the CLI)",
     )
+    recipe_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Extra folders the flow accepts recipe files from (besides recipes_dir and cwd)",
+    )
     presets_file: Path | None = Field(None, description="Optional presets.yaml overriding the shipped presets")
 
     # --- categories and policy ---
@@ -122,7 +126,7 @@ class Settings(BaseSettings):
                     f'must be a JSON object like {{"gpu1": "http://127.0.0.1:8188"}} ({exc})') from exc
         return value
 
-    @field_validator("input_dirs", "categories_paths", mode="before")
+    @field_validator("input_dirs", "categories_paths", "recipe_dirs", mode="before")
     @classmethod
     def _parse_path_list(cls, value: Any) -> Any:
         """A JSON list, or folders separated by the OS path separator (like PATH)."""
@@ -231,4 +235,8 @@ def prefect_defaults(settings: Settings) -> dict[str, str]:
     env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
                    os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120"))
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED", "false"))
+    # For the temporary server this process starts: record task runs in batches
+    # (~5x less server CPU per run; large recipes keep every item in the UI).
+    env.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE",
+                   os.environ.get("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "100"))
     return env

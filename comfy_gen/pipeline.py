@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ContextManager
 
-from comfy_gen.errors import JobLost
+from comfy_gen.errors import ComfyUIUnavailable, JobLost
 from comfy_gen.params import GenerationParams
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -146,11 +146,13 @@ def render(
                 # Deterministic too, so a retry of this item adopts the resubmitted job.
                 attempt_id = deterministic_prompt_id(attempt_id or pid, f"resubmit{tries}")
                 log.warning("Job %s was lost (server restart?); queueing it again", pid)
-            except BaseException:
+            except BaseException as exc:
                 # Timeout, Ctrl-C, unexpected error: the job must not keep the GPU
-                # busy outside the bound once we stop waiting for it.
-                with contextlib.suppress(Exception):
-                    client.cancel(pid)
+                # busy outside the bound once we stop waiting for it. One try only,
+                # and none when the server is gone anyway.
+                if not isinstance(exc, ComfyUIUnavailable):
+                    with contextlib.suppress(Exception):
+                        client.cancel(pid, retry=False)
                 raise
     files = download_outputs(client, job, dest_dir=dest_dir, name=name)
     return RenderResult(prompt_id=pid, files=files, job=job, workflow=graph,

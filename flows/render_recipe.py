@@ -103,12 +103,13 @@ def render_recipe(recipe: str, force: bool = False, upload: bool | None = None,
     ``force`` re-renders items that are already stored; ``upload`` overrides the
     recipe's output.upload; ``backend`` overrides the recipe's backend.
     """
-    from comfy_gen.recipes import expand_recipe, load_recipe
+    from comfy_gen.recipes import default_allowed_dirs, expand_recipe, load_recipe
 
     logger = get_run_logger()
     settings = get_settings()
     started = time.monotonic()
-    recipe_obj = load_recipe(recipe, settings=settings)
+    # A deployment parameter is user input: only recipes in the allowed folders.
+    recipe_obj = load_recipe(recipe, settings=settings, allowed_dirs=default_allowed_dirs(settings))
     expansion = expand_recipe(recipe_obj, settings=settings)
     items = expansion.items
     if backend:

@@ -50,6 +50,14 @@ def backend_or_emulator(step_time: float = 0.05) -> Iterator[str | None]:
         emulator.stop()
 
 
+def _allow_recipe_folder(folder: Path) -> None:
+    """A file named on the command line by the local user is allowed explicitly
+    (the flow itself only reads recipes from the allowed folders)."""
+    current = os.environ.get("COMFY_GEN_RECIPE_DIRS", "")
+    os.environ["COMFY_GEN_RECIPE_DIRS"] = os.pathsep.join(p for p in (current, str(folder)) if p)
+    reset_settings_cache()
+
+
 def run_flow(recipe: str, *, force: bool = False, upload: bool | None = None, backend: str | None = None,
              max_items: int | None = None) -> dict[str, Any]:
     """Run the render-recipe flow in this process (Prefect's local temporary server)."""
@@ -110,6 +118,7 @@ def run(recipe: str, force: bool, upload: bool | None, backend: str | None, url:
     _use_url(url)
     if not Path(recipe).is_file():
         raise click.BadParameter(f"No such recipe file: {recipe}", param_hint="RECIPE")
+    _allow_recipe_folder(Path(recipe).resolve().parent)
     _run_and_report(str(Path(recipe).resolve()), as_json, force=force, upload=upload, backend=backend,
                     max_items=max_items)
 

@@ -324,28 +324,28 @@ class ComfyUIClient:
 
     # --- control ---
 
-    def interrupt(self, prompt_id: str) -> bool:
+    def interrupt(self, prompt_id: str, *, retry: bool = True) -> bool:
         """Interrupt ``prompt_id`` if it is the running job; never a bare interrupt."""
-        if self.get_queue().find(prompt_id) != "running":
+        if self.get_queue(retry=retry).find(prompt_id) != "running":
             return False
-        self._raise_for_status(self._request("POST", "/interrupt", json={"prompt_id": prompt_id}))
+        self._raise_for_status(self._request("POST", "/interrupt", retry=retry, json={"prompt_id": prompt_id}))
         return True
 
-    def delete_pending(self, prompt_ids: Iterable[str]) -> None:
+    def delete_pending(self, prompt_ids: Iterable[str], *, retry: bool = True) -> None:
         """Remove pending jobs (running or unknown ids are ignored by the server)."""
         ids = list(prompt_ids)
         if ids:
-            self._raise_for_status(self._request("POST", "/queue", json={"delete": ids}))
+            self._raise_for_status(self._request("POST", "/queue", retry=retry, json={"delete": ids}))
 
-    def cancel(self, prompt_id: str) -> Literal["interrupted", "deleted", "not_found"]:
-        """Delete a pending job or interrupt a running one."""
-        where = self.get_queue().find(prompt_id)
+    def cancel(self, prompt_id: str, *, retry: bool = True) -> Literal["interrupted", "deleted", "not_found"]:
+        """Delete a pending job or interrupt a running one (``retry=False``: one try, for clean-up)."""
+        where = self.get_queue(retry=retry).find(prompt_id)
         if where == "running":
-            return "interrupted" if self.interrupt(prompt_id) else "not_found"
+            return "interrupted" if self.interrupt(prompt_id, retry=retry) else "not_found"
         if where == "pending":
-            self.delete_pending([prompt_id])
+            self.delete_pending([prompt_id], retry=retry)
             # It may have started between the two calls; deleting a running id is a no-op.
-            if self.interrupt(prompt_id):
+            if self.interrupt(prompt_id, retry=retry):
                 return "interrupted"
             return "deleted"
         return "not_found"

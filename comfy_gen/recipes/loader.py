@@ -125,8 +125,9 @@ def _lower_first(text: str) -> str:
 
 
 def default_allowed_dirs(settings: Settings) -> list[Path]:
-    """Folders the flow/API/MCP accept recipe paths from: the recipes folder and cwd."""
-    return [Path(settings.recipes_dir), Path.cwd()]
+    """Folders the flow/API/MCP accept recipe paths from: the recipes folder, cwd
+    and any extra folders in settings (``COMFY_GEN_RECIPE_DIRS``)."""
+    return [Path(settings.recipes_dir), Path.cwd(), *settings.recipe_dirs]
 
 
 def resolve_recipe_path(path_or_name: str | Path, *, settings: Settings | None = None,

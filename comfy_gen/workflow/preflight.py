@@ -207,8 +207,11 @@ def check_workflow(wf: Graph, object_info: dict[str, Any]) -> None:
     if not problems:
         return
     hint = None
-    if any(p.kind == "missing_model" for p in problems):
-        hint = "List installed models with `comfy-gen models`, or pick one of the suggestions."
+    missing = [p for p in problems if p.kind == "missing_model"]
+    if missing:
+        hint = "List installed models with `comfy-gen models`"
+        hint += ", or pick one of the suggestions." if any(p.suggestions for p in missing) else \
+            ", or install the missing files on the server."
     elif any(p.kind == "unknown_node" for p in problems):
         hint = "Install the custom nodes the workflow needs, or remove those nodes."
     raise PreflightError(f"Workflow failed preflight with {len(problems)} problem(s)", problems, hint=hint)

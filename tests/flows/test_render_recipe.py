@@ -281,3 +281,15 @@ def test_failed_items_are_recorded_and_succeed_on_the_next_run_once_fixed(emulat
     emu.faults.error_node_class = None
     fixed = _render(path)
     assert fixed["counts"] == {"unvalidated": 2} and fixed["jobs"] == 2
+
+
+def test_flow_reads_recipes_only_from_allowed_folders(emulator_factory, use_backend, tmp_path_factory):
+    from comfy_gen.errors import PathNotAllowed
+
+    emu = emulator_factory()
+    use_backend(emu.url)
+    outside = tmp_path_factory.mktemp("elsewhere") / "r.yaml"
+    outside.write_text(BASIC.format(name="outside"))
+    with pytest.raises(PathNotAllowed):
+        _render(outside)
+    assert _jobs(emu) == 0
