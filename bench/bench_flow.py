@@ -164,29 +164,27 @@ def cmd_scale(args: argparse.Namespace) -> None:
         summary = run_flow(emu, recipe)
         jobs = emu.stats()["jobs_completed"]
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"items": len(items), "expand_seconds": round(expand_s, 3), "jobs": jobs,
+                      "wall_seconds": round(summary["measured_wall"], 1), "peak_rss_mib": round(peak_mib),
+                      "counts": summary["counts"]}), flush=True)
     recorded = _count_recorded(summary["flow_run_id"])
     print(json.dumps({"items": len(items), "expand_seconds": round(expand_s, 3), "jobs": jobs,
                       "wall_seconds": round(summary["measured_wall"], 1), "peak_rss_mib": round(peak_mib),
                       "task_runs_completed_in_prefect": recorded}, indent=2))
 
 
-def _count_recorded(flow_run_id: str, settle: float = 120.0) -> int:
-    """Completed render-item task runs the Prefect server recorded for the run."""
+def _count_recorded(flow_run_id: str, settle: float = 180.0) -> int:
+    """Completed render-item task runs the Prefect server recorded for the run
+    (polled until the number stops growing: the server records asynchronously)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterId, TaskRunFilter,
-                                                TaskRunFilterName, TaskRunFilterState,
-                                                TaskRunFilterStateType)
-    from prefect.client.schemas.objects import StateType
 
+    body = {"flow_runs": {"id": {"any_": [flow_run_id]}},
+            "task_runs": {"name": {"like_": "item-"}, "state": {"type": {"any_": ["COMPLETED"]}}}}
     deadline = time.monotonic() + settle
     count = last = -1
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
-            count = client.count_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)])),
-                task_run_filter=TaskRunFilter(
-                    name=TaskRunFilterName(like_="item-"),
-                    state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[StateType.COMPLETED]))))
+            count = int(client._client.post("/task_runs/count", json=body).json())
             if count == last:
                 break
             last = count

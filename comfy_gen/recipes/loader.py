@@ -162,7 +162,7 @@ def load_recipe(path: str | Path, *, settings: Settings | None = None,
     try:
         content = resolved.read_bytes()
     except OSError as exc:
-        raise RecipeError(f"Cannot read recipe {display}: {exc.strerror or exc}",
+        raise RecipeError("Cannot read the recipe file",
                           [RecipeProblem(display, 1, "$", f"cannot read file: {exc.strerror or exc}")]) from exc
     text = content.decode("utf-8", errors="replace")
     try:
