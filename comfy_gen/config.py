@@ -240,3 +240,17 @@ def prefect_defaults(settings: Settings) -> dict[str, str]:
     env.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE",
                    os.environ.get("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "100"))
     return env
+
+
+def prefect_home(settings: Settings) -> Path:
+    """The Prefect home in use: PREFECT_HOME, else comfy-gen's ``<state_dir>/prefect``."""
+    import os
+
+    return Path(os.environ.get("PREFECT_HOME") or (Path(settings.state_dir) / "prefect")).resolve()
+
+
+def hub_offline_set() -> bool:
+    """Whether the user already decided about Hugging Face hub access (HF_HUB_OFFLINE)."""
+    import os
+
+    return "HF_HUB_OFFLINE" in os.environ

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import click
 
-from comfy_gen.config import get_settings, prefect_defaults, reset_settings_cache
+from comfy_gen.config import get_settings, hub_offline_set, prefect_defaults, prefect_home, reset_settings_cache
 
 BANNER = "=" * 78
 
@@ -53,8 +53,8 @@ def backend_or_emulator(step_time: float = 0.05) -> Iterator[str | None]:
 def _allow_recipe_folder(folder: Path) -> None:
     """A file named on the command line by the local user is allowed explicitly
     (the flow itself only reads recipes from the allowed folders)."""
-    current = os.environ.get("COMFY_GEN_RECIPE_DIRS", "")
-    os.environ["COMFY_GEN_RECIPE_DIRS"] = os.pathsep.join(p for p in (current, str(folder)) if p)
+    folders = [str(p) for p in get_settings().recipe_dirs] + [str(folder)]
+    os.environ["COMFY_GEN_RECIPE_DIRS"] = os.pathsep.join(folders)
     reset_settings_cache()
 
 
@@ -101,7 +101,7 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
     click.echo(f"Run record:    {summary['run_dir']}")
     if summary.get("flow_run_id"):
         click.echo(f"Prefect run:   {summary['flow_run_id']} "
-                   f"(browse: PREFECT_HOME={os.environ.get('PREFECT_HOME', '~/.prefect')} prefect server start)")
+                   f"(browse: PREFECT_HOME={prefect_home(get_settings())} prefect server start)")
 
 
 @click.command("run")
@@ -131,7 +131,7 @@ def demo(force: bool, as_json: bool) -> None:
     settings = get_settings()
     recipe = Path(settings.recipes_dir) / "demo.yaml"
     started = time.monotonic()
-    if not Path(settings.clip_model).exists() and "HF_HUB_OFFLINE" not in os.environ:
+    if not Path(settings.clip_model).exists() and not hub_offline_set():
         # The demo never downloads a model: it validates with a CLIP model that is
         # already on disk (a local folder or the Hugging Face cache), else skips loudly.
         os.environ["HF_HUB_OFFLINE"] = "1"
@@ -150,7 +150,7 @@ def up(port: int) -> None:
     from comfy_gen.stack import Stack
 
     settings = get_settings()
-    home = Path(os.environ.get("PREFECT_HOME") or (Path(settings.state_dir) / "prefect")).resolve()
+    home = prefect_home(settings)
     stack = Stack(home=home, port=port)
     with backend_or_emulator(step_time=0.2) as url:
         try:
