@@ -74,11 +74,21 @@ def run_original(emu, n: int) -> float:
     return busy_fraction(emu.stats()["busy"])
 
 
-def _recipe(folder: Path, name: str, n: int) -> Path:
+def _recipe(folder: Path, name: str, n: int, *, validate: bool = False) -> Path:
     path = folder / f"{name}.yaml"
     prompts = "\n".join(f"  - benchmark scene {i}" for i in range(n))
-    path.write_text(f"name: {name}\nworkflow: tiny-sd15.json\nprompts:\n{prompts}\nseeds: [1]\n")
+    text = f"name: {name}\nworkflow: tiny-sd15.json\nprompts:\n{prompts}\nseeds: [1]\n"
+    if validate:  # every image scored; threshold 0 so nothing is refined
+        text += "validation: {enabled: true, positive_threshold: 0}\n"
+    path.write_text(text)
     return path
+
+
+def _clip_model(tmp: Path) -> Path:
+    """A ViT-B/32-sized CLIP (real architecture, random weights), built locally."""
+    from tests.fixtures.clip import build_clip_folder
+
+    return build_clip_folder(tmp / "clip-vit-b32-random", text_config={}, vision_config={})
 
 
 def run_flow(emu, recipe: Path) -> dict:
@@ -123,7 +133,9 @@ def cmd_busy(args: argparse.Namespace) -> None:
             elif mode == "original":
                 busy = run_original(emu, args.original_items or args.items)
             else:
-                run_flow(emu, _recipe(tmp, f"busy-{uuid.uuid4().hex[:6]}", args.items))
+                if args.validate:
+                    os.environ["COMFY_GEN_CLIP_MODEL"] = str(_clip_model(tmp))
+                run_flow(emu, _recipe(tmp, f"busy-{uuid.uuid4().hex[:6]}", args.items, validate=args.validate))
                 busy = busy_fraction(emu.stats()["busy"])
             wall = time.monotonic() - started
             jobs = emu.stats()["jobs_completed"]
@@ -201,6 +213,8 @@ def main() -> None:
                       help="fewer items for the slow original loop (busy is a ratio)")
     busy.add_argument("--job-seconds", type=float, default=1.0)
     busy.add_argument("--modes", default="raw,comfy-gen,original")
+    busy.add_argument("--validate", action="store_true",
+                      help="comfy-gen scores every image with a ViT-B/32-sized CLIP on the CPU")
     rerun = sub.add_parser("rerun")
     rerun.add_argument("--items", type=int, default=200)
     scale = sub.add_parser("scale")

@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     minio_endpoint: str | None = Field(None, description="host:port of the S3/MinIO server; unset = local only")
     minio_access_key: SecretStr | None = None
     minio_secret_key: SecretStr | None = None
+    minio_secret_block: str | None = Field(
+        None, description="Prefect Secret block holding the secret key, or JSON {access_key, secret_key}")
     minio_bucket: str = "comfy-gen"
     minio_secure: bool = False
     minio_public_url: str | None = Field(None, description="Base URL for public links (default: endpoint/bucket)")

@@ -83,6 +83,7 @@ class S3Storage:
                               hint="Set COMFY_GEN_MINIO_ENDPOINT (host:port).")
         access_key = settings.secret("minio_access_key")
         secret_key = settings.secret("minio_secret_key")
+        secret_block = secret_block or getattr(settings, "minio_secret_block", None)
         if secret_block:
             access_key, secret_key = _keys_from_prefect_block(secret_block, access_key)
         return cls(settings.minio_endpoint, access_key or "", secret_key or "", settings.minio_bucket,

@@ -167,7 +167,6 @@ def test_gpu_bound_keeps_at_most_limit_jobs_outstanding(emulator_factory, use_ba
     assert summary["jobs"] == 12
     stats = emu.stats()
     assert stats["max_outstanding"] == 2, stats
-    assert summary["gpu_busy_fraction"] > 0.5
 
 
 def test_restart_mid_batch_resubmits_lost_jobs_once(emulator_factory, use_backend, write_recipe):
