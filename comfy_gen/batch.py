@@ -58,22 +58,28 @@ class BatchRun:
     _workflows: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    # -- folders -------------------------------------------------------------
+    # -- folders (the layout is defined once, in comfy_gen.storage.LocalStore) ---
     @property
-    def recipe_dir(self) -> Path:
+    def store(self) -> Any:
+        from comfy_gen.storage import LocalStore
+
+        return LocalStore.from_settings(self.settings)
+
+    @property
+    def folder(self) -> str:
         output = getattr(self.recipe, "output", None)
-        return Path(self.settings.output_dir) / (getattr(output, "dir", None) or self.recipe.name)
+        return getattr(output, "dir", None) or self.recipe.name
 
     @property
     def items_dir(self) -> Path:
-        return self.recipe_dir / "items"
+        return self.store.items_dir(self.folder)
 
     @property
     def run_dir(self) -> Path:
-        return self.recipe_dir / "runs" / self.run_id
+        return self.store.run_dir(self.folder, self.run_id)
 
     def item_image(self, item_id: str) -> Path:
-        return self.items_dir / f"{item_id}.png"
+        return self.store.item_path(self.folder, item_id)
 
     # -- shared resources ----------------------------------------------------
     def workflow(self, name: str) -> dict[str, Any]:
@@ -221,7 +227,7 @@ def run_item(run: BatchRun, item: Any) -> dict[str, Any]:
     scorer = run.scorer if validation.get("enabled") and not run.validation_skipped else None
     thresholds = Thresholds(positive=validation.get("positive_threshold"),
                             delta=validation.get("delta_threshold"))
-    work_dir = run.items_dir / ".work" / run.run_id   # overlapping runs never share files
+    work_dir = run.run_dir   # attempts land in this run's folder; overlapping runs never share files
     outcome: Outcome = run_attempts(
         run.client(item.backend), workflow, item.params, dest_dir=work_dir, name=item.id,
         scorer=scorer, thresholds=thresholds,

@@ -156,9 +156,9 @@ class LocalStore:
     Usage::
 
         store = LocalStore.from_settings(settings)
-        path = store.attempt_path("portraits", run_id, item_id, attempt=2)
-        final = store.promote(path, "portraits", item_id)       # + sidecar
-        store.find_existing("portraits", item_id)               # -> final on a re-run
+        path = store.attempt_path("portraits", run_id, item_id, attempt=2)   # downloads go here
+        store.item_path("portraits", item_id)     # the kept image (comfy_gen.outputs.store_output)
+        store.find_existing("portraits", item_id) # -> that file on a re-run
     """
 
     def __init__(self, root: str | Path) -> None:
@@ -176,7 +176,10 @@ class LocalStore:
         return self.root / OUTBOX_DIR
 
     def recipe_dir(self, recipe: str | None) -> Path:
-        return self.root / check_name(recipe or ADHOC, "recipe name")
+        """``<root>/<recipe>``; a recipe's ``output.dir`` may be a relative sub-folder
+        (``projects/coast``), each segment a safe name."""
+        parts = [check_name(part, "recipe folder") for part in (recipe or ADHOC).split("/") if part]
+        return self.root.joinpath(*parts) if parts else self.root / ADHOC
 
     def run_dir(self, recipe: str | None, run_id: str) -> Path:
         return self.recipe_dir(recipe) / check_name(run_id, "run id")
@@ -189,32 +192,22 @@ class LocalStore:
             stem += f"_a{int(attempt)}"
         return self.run_dir(recipe, run_id) / (stem + _ext(ext))
 
+    def items_dir(self, recipe: str | None) -> Path:
+        return self.recipe_dir(recipe) / ITEMS_DIR
+
     def item_path(self, recipe: str | None, item_id: str, ext: str = ".png") -> Path:
         """The stable file of an accepted item: ``<recipe>/items/<item_id><ext>``."""
-        return self.recipe_dir(recipe) / ITEMS_DIR / (check_name(item_id, "item id") + _ext(ext))
+        return self.items_dir(recipe) / (check_name(item_id, "item id") + _ext(ext))
 
     def find_existing(self, recipe: str | None, item_id: str) -> Path | None:
         """The stored image of ``item_id`` if an earlier run accepted one, else None."""
-        folder = self.recipe_dir(recipe) / ITEMS_DIR
+        folder = self.items_dir(recipe)
         check_name(item_id, "item id")
         for ext in IMAGE_EXTENSIONS:
             candidate = folder / (item_id + ext)
             if candidate.is_file():
                 return candidate
         return None
-
-    def promote(self, src: str | Path, recipe: str | None, item_id: str, *,
-                meta: dict[str, Any] | None = None) -> Path:
-        """Copy an accepted attempt to its stable ``items/`` path (sidecar first, then
-        the image, so the image's presence means both are complete)."""
-        src = Path(src)
-        dest = self.item_path(recipe, item_id, src.suffix or ".png")
-        side = sidecar_path(src)
-        if meta is not None:
-            atomic_write_json(sidecar_path(dest), meta)
-        elif side.is_file():
-            atomic_copy(side, sidecar_path(dest))
-        return atomic_copy(src, dest)
 
     def write_image(self, path: str | Path, data: bytes) -> Path:
         return atomic_write_bytes(path, data)

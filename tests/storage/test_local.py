@@ -35,18 +35,39 @@ def test_unsafe_names_refused(tmp_path: Path, bad: str) -> None:
         store.run_dir("recipe", bad)
 
 
-def test_promote_and_find_existing(tmp_path: Path) -> None:
+def test_kept_item_is_found_by_later_runs(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from comfy_gen.config import Settings
+    from comfy_gen.outputs import store_output
+    from comfy_gen.params import GenerationParams
+
     store = LocalStore(tmp_path)
     assert store.find_existing("demo", "item1") is None
     attempt = make_png(store.attempt_path("demo", new_run_id(), "item1", attempt=2))
-    final = store.promote(attempt, "demo", "item1", meta={"generation_id": "g1"})
+    original = attempt.read_bytes()
+    best = SimpleNamespace(prompt_id="p1", scores=None, passed=None, files=[attempt], number=2)
+    outcome = SimpleNamespace(best=best, attempts=[], max_attempts=2, strategy=None, status="unvalidated")
+    item = SimpleNamespace(id="item1", backend="default", labels={})
+    stored = store_output(attempt, store.item_path("demo", "item1"), settings=Settings(output_dir=tmp_path),
+                          outcome=outcome, workflow_name="tiny-sd15.json", params=GenerationParams(seed=1),
+                          job_key="j1:x", item=item, recipe="demo", run_id="r1", flow_run_id=None, upload=False)
+    final = Path(stored["file"])
     assert final == store.item_path("demo", "item1")
-    assert final.read_bytes() == attempt.read_bytes()
+    assert final.read_bytes()[:8] == original[:8] and len(final.read_bytes()) > len(original)  # + metadata
     assert sidecar_path(final).read_text().strip().startswith("{")
+    assert not attempt.exists()  # the attempt was moved, not copied
     # a later run (new run id) finds the same stable file
     assert store.find_existing("demo", "item1") == final
     assert store.iter_items() == [final]
     assert store.iter_items("other") == []
+
+
+def test_recipe_folder_may_be_a_relative_subfolder(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    assert store.item_path("projects/coast", "i1") == tmp_path.resolve() / "projects/coast/items/i1.png"
+    with pytest.raises(UsageError):
+        store.recipe_dir("projects/../../etc")
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
