@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from comfy_gen.config import Settings
-from comfy_gen.errors import ComfyGenError, is_transient
+from comfy_gen.errors import ComfyGenError, ExecutionInterrupted, is_transient
 from comfy_gen.generation import Outcome, Thresholds, judge, run_attempts
 from comfy_gen.params import resolve_seed
 from comfy_gen.validation.base import default_positive_threshold
@@ -55,6 +55,8 @@ class BatchRun:
     storage: Any | None = None
     outbox: Any | None = None
     layout: tuple[str | None, str | None] = (None, None)   # contact-sheet rows/cols axes
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    _outstanding: dict[str, str] = field(default_factory=dict)   # prompt id -> backend
     _workflows: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -99,6 +101,9 @@ class BatchRun:
             return self.clients[backend]
 
     def gate(self, backend: str) -> Any:
+        return _CancellableGate(self._gate(backend), self.cancelled)
+
+    def _gate(self, backend: str) -> Any:
         with self._lock:
             if backend not in self.gates:
                 from comfy_gen.gate import GpuGate
@@ -122,11 +127,58 @@ class BatchRun:
             return report.to_dict()
         return None
 
+    # -- cancellation (Ctrl-C / a cancelled flow run) ---------------------------
+    def track(self, prompt_id: str, backend: str) -> None:
+        with self._lock:
+            self._outstanding[prompt_id] = backend
+
+    def untrack(self, prompt_ids: list[str]) -> None:
+        with self._lock:
+            for pid in prompt_ids:
+                self._outstanding.pop(pid, None)
+
+    def cancel_all(self) -> int:
+        """Stop the run: items not started yet fail fast, and our jobs still in
+        ComfyUI are deleted or interrupted (never anyone else's). Finished items stay."""
+        self.cancelled.set()
+        with self._lock:
+            outstanding = dict(self._outstanding)
+        cancelled = 0
+        for pid, backend in outstanding.items():
+            try:
+                if self.client(backend).cancel(pid, retry=False) != "not_found":
+                    cancelled += 1
+            except ComfyGenError as exc:
+                log.warning("Could not cancel job %s: %s", pid, exc)
+        return cancelled
+
     def close(self) -> None:
-        for client in self.clients.values():
-            client.close()
+        # After a cancel, items still in flight learn of their interrupted jobs
+        # through these clients: keep them open (the process is exiting anyway).
+        if not self.cancelled.is_set():
+            for client in self.clients.values():
+                client.close()
         if self.scorer is not None and hasattr(self.scorer, "close"):
             self.scorer.close()
+
+
+class _CancellableGate:
+    """The GPU gate, refusing to let a job through once the run is cancelled
+    (items already waiting for a slot must not queue new jobs after a Ctrl-C)."""
+
+    def __init__(self, gate: Any, cancelled: threading.Event) -> None:
+        self._gate = gate
+        self._cancelled = cancelled
+
+    def __enter__(self) -> Any:
+        self._gate.__enter__()
+        if self._cancelled.is_set():
+            self._gate.__exit__(None, None, None)
+            raise ExecutionInterrupted("The run was cancelled before this job was queued")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._gate.__exit__(*exc)
 
 
 def job_key(workflow: dict[str, Any], item: Any) -> str:
@@ -191,6 +243,8 @@ def _reevaluate(run: BatchRun, item: Any, result: dict[str, Any]) -> str | None:
 def run_item(run: BatchRun, item: Any) -> dict[str, Any]:
     """Render one recipe item (unless cached), validate, refine, store, upload."""
     started = time.monotonic()
+    if run.cancelled.is_set():
+        raise ExecutionInterrupted("The run was cancelled before this item started")
     workflow = run.workflow(item.workflow)
     if item.params.seed in (None, -1):
         # Fix the seed from the item id so the job key names exactly what is rendered.
@@ -228,15 +282,24 @@ def run_item(run: BatchRun, item: Any) -> dict[str, Any]:
     thresholds = Thresholds(positive=validation.get("positive_threshold"),
                             delta=validation.get("delta_threshold"))
     work_dir = run.run_dir   # attempts land in this run's folder; overlapping runs never share files
-    outcome: Outcome = run_attempts(
-        run.client(item.backend), workflow, item.params, dest_dir=work_dir, name=item.id,
-        scorer=scorer, thresholds=thresholds,
-        strategy=refinement.get("strategy", "progressive"),
-        max_attempts=int(refinement.get("max_attempts", 1)),
-        validation_prompt=item.params.prompt, job_key=key + nonce, on_event=on_event,
-        gate=run.gate(item.backend), timeout=run.settings.job_timeout,
-        rng=random.Random(f"{item.id}{nonce}"),
-    )
+    submitted: list[str] = []
+
+    def on_submitted(prompt_id: str) -> None:
+        submitted.append(prompt_id)
+        run.track(prompt_id, item.backend)
+
+    try:
+        outcome: Outcome = run_attempts(
+            run.client(item.backend), workflow, item.params, dest_dir=work_dir, name=item.id,
+            scorer=scorer, thresholds=thresholds,
+            strategy=refinement.get("strategy", "progressive"),
+            max_attempts=int(refinement.get("max_attempts", 1)),
+            validation_prompt=item.params.prompt, job_key=key + nonce, on_event=on_event,
+            gate=run.gate(item.backend), timeout=run.settings.job_timeout,
+            rng=random.Random(f"{item.id}{nonce}"), on_submitted=on_submitted,
+        )
+    finally:
+        run.untrack(submitted)
     return finalize_item(run, item, key, outcome, spans, time.monotonic() - started)
 
 

@@ -251,6 +251,13 @@ def prefect_home(settings: Settings) -> Path:
     return Path(os.environ.get("PREFECT_HOME") or (Path(settings.state_dir) / "prefect")).resolve()
 
 
+def prefect_api_configured() -> bool:
+    """Whether runs should talk to an existing Prefect server (PREFECT_API_URL)."""
+    import os
+
+    return bool(os.environ.get("PREFECT_API_URL"))
+
+
 def hub_offline_set() -> bool:
     """Whether the user already decided about Hugging Face hub access (HF_HUB_OFFLINE)."""
     import os

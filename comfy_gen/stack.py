@@ -27,6 +27,15 @@ log = logging.getLogger(__name__)
 WORK_POOL = "comfy-gen"
 
 
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def prefect_bin() -> str:
     """The ``prefect`` executable next to this interpreter (the project's venv)."""
     candidate = Path(sys.executable).with_name("prefect")

@@ -139,18 +139,15 @@ def render_recipe(recipe: str, force: bool = False, upload: bool | None = None,
         futures = render_item.map(payload, run_key=run_key)
         by_future = {id(f): p for f, p in zip(futures, payload)}
         results: list[dict[str, Any]] = []
-        for future in as_completed(list(futures)):
-            item = by_future[id(future)]
-            try:
-                result = future.result()
-            except Exception as exc:  # noqa: BLE001 - recorded per item, the run goes on
-                result = {"item_id": item["id"], "index": item["index"], "status": "error",
-                          "labels": item.get("labels"), "grid": item.get("grid"),
-                          "prompt": item["params"].get("prompt"), "seed": item["params"].get("seed"),
-                          "error": str(exc), **{"error_detail": batch.describe_error(exc)}}
-                logger.error("Item %s failed: %s", item["id"], exc)
-            results.append(result)
-            progress.update(len(results))
+        try:
+            _collect(futures, by_future, results, progress, logger)
+        except BaseException:
+            # Ctrl-C or a cancelled flow run: cancel our outstanding ComfyUI jobs and
+            # let queued items fail fast; finished items are kept (a re-run resumes).
+            cancelled = run.cancel_all()
+            logger.warning("Run interrupted: %d outstanding job(s) cancelled; %d of %d items finished "
+                           "and are kept", cancelled, len(results), len(items))
+            raise
         results.sort(key=lambda r: r.get("index", 0))
         summary = batch.summarize(results, wall_seconds=time.monotonic() - started)
         summary.update(recipe=recipe_obj.name, run_id=run.run_id, run_dir=str(run.run_dir),
@@ -167,6 +164,23 @@ def render_recipe(recipe: str, force: bool = False, upload: bool | None = None,
     finally:
         _RUNS.pop(run_key, None)
         run.close()
+
+
+def _collect(futures: Any, by_future: dict[int, dict[str, Any]], results: list[dict[str, Any]],
+             progress: Any, logger: Any) -> None:
+    """Gather item results as they finish; a failed item is recorded, the run goes on."""
+    for future in as_completed(list(futures)):
+        item = by_future[id(future)]
+        try:
+            result = future.result()
+        except Exception as exc:  # noqa: BLE001 - recorded per item
+            result = {"item_id": item["id"], "index": item["index"], "status": "error",
+                      "labels": item.get("labels"), "grid": item.get("grid"),
+                      "prompt": item["params"].get("prompt"), "seed": item["params"].get("seed"),
+                      "error": str(exc), "error_detail": batch.describe_error(exc)}
+            logger.error("Item %s failed: %s", item["id"], exc)
+        results.append(result)
+        progress.update(len(results))
 
 
 @flow(name="render-nightly", log_prints=False)

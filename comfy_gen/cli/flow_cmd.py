@@ -60,12 +60,53 @@ def _allow_recipe_folder(folder: Path) -> None:
 
 def run_flow(recipe: str, *, force: bool = False, upload: bool | None = None, backend: str | None = None,
              max_items: int | None = None) -> dict[str, Any]:
-    """Run the render-recipe flow in this process (Prefect's local temporary server)."""
-    for key, value in prefect_defaults(get_settings()).items():
-        os.environ.setdefault(key, value)
-    from flows.render_recipe import render_recipe
+    """Run the render-recipe flow in this process.
 
-    return render_recipe(recipe=recipe, force=force, upload=upload, backend=backend, max_items=max_items)
+    With PREFECT_API_URL set it reports to that server. Otherwise comfy-gen starts
+    a local ``prefect server start`` for the run (history kept in PREFECT_HOME) in
+    its own session, rather than Prefect's temporary server: a Ctrl-C in the
+    terminal then reaches only this process, which cancels its outstanding jobs
+    and still records the interrupted run, instead of the server dying with it.
+    """
+    settings = get_settings()
+    for key, value in prefect_defaults(settings).items():
+        os.environ.setdefault(key, value)
+    home = prefect_home(settings)
+    home.mkdir(parents=True, exist_ok=True)  # Prefect creates its home without parents
+    with _local_prefect_server(home):
+        from flows.render_recipe import render_recipe
+
+        return render_recipe(recipe=recipe, force=force, upload=upload, backend=backend, max_items=max_items)
+
+
+@contextlib.contextmanager
+def _local_prefect_server(home: Path) -> Iterator[None]:
+    from comfy_gen.config import prefect_api_configured
+
+    if prefect_api_configured():
+        yield
+        return
+    from comfy_gen.stack import Stack, free_port
+
+    stack = Stack(home=home, port=free_port())
+    try:
+        stack.start_server()
+        os.environ["PREFECT_API_URL"] = stack.api_url
+        yield
+    finally:
+        _drain_prefect_clients()
+        os.environ.pop("PREFECT_API_URL", None)
+        stack.stop()
+
+
+def _drain_prefect_clients() -> None:
+    """Send the logs and events still queued in this process before the server stops."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):
+            worker.drain_all(timeout=10)
 
 
 def _run_and_report(recipe: str, as_json: bool, **kwargs: Any) -> None:

@@ -81,3 +81,32 @@ def test_two_flows_at_once_share_the_gpu_bound(emulator_factory, write_recipe):
     stats = emu.stats()
     assert stats["jobs_completed"] == 12
     assert stats["max_outstanding"] <= 2, stats
+
+
+def test_ctrl_c_cancels_our_outstanding_jobs_and_keeps_finished_items(emulator_factory, write_recipe, use_backend):
+    import signal
+
+    emu = emulator_factory(step_time=0.1)
+    prompts = ", ".join(f"frame {i}" for i in range(20))
+    path = write_recipe("ctrl-c", RECIPE.format(name="ctrl-c", prompts=prompts))
+    items = Path(os.environ["COMFY_GEN_OUTPUT_DIR"]) / "ctrl-c" / "items"
+    proc = subprocess.Popen([sys.executable, "-m", "comfy_gen.cli", "run", str(path)], env=_env(emu.url),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    _wait(lambda: len(list(items.glob("*.png"))) >= 2, 180, "two stored images")
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal Ctrl-C does
+    out = proc.communicate(timeout=60)[0].decode()
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out.split("Run interrupted")[-1]
+    stats = emu.stats()
+    assert stats["queue_pending"] == 0 and stats["queue_running"] == 0
+    started_after = stats["jobs_started"]
+    time.sleep(0.5)
+    assert emu.stats()["jobs_started"] == started_after, "no job may be queued after Ctrl-C"
+    kept = len(list(items.glob("*.png")))
+    assert 2 <= kept < 20
+    # nothing is lost: the next run renders only what is missing
+    from flows.render_recipe import render_recipe
+
+    use_backend(emu.url)
+    summary = render_recipe(recipe=str(path))
+    assert summary["cached"] == kept and summary["rendered"] == 20 - kept
