@@ -41,8 +41,10 @@ def parse_tags(text: str | None) -> dict[str, str | bool]:
             continue
         if ":" in part:
             key, value = part.split(":", 1)
-            if key.strip():
-                tags[key.strip()] = value.strip()
+            if not key.strip():
+                raise UsageError(f"Tag {part!r} has no name before ':'",
+                                 hint='Use --tags "key:value,flag", e.g. "project:coast,draft"')
+            tags[key.strip()] = value.strip()
         else:
             tags[part] = True
     return tags

@@ -42,6 +42,13 @@ def test_parse_tags() -> None:
     assert parse_tags("") == {} and parse_tags(None) == {}
 
 
+def test_parse_tags_refuses_a_tag_without_a_name() -> None:
+    from comfy_gen.errors import UsageError
+
+    with pytest.raises(UsageError, match="no name"):
+        parse_tags("project:coast,:orphan")
+
+
 def test_build_metadata_sections_validate_against_schema() -> None:
     meta = _meta()
     validate_metadata(meta)

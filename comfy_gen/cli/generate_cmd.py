@@ -219,6 +219,10 @@ def run_generate(req: Request) -> int:
     if not req.params.prompt and not opts["dry_run"]:
         raise UsageError("--prompt is required (unless --dry-run)")
     validate_ranges(req.params)
+    if opts.get("tags"):
+        from comfy_gen.metadata import parse_tags
+
+        parse_tags(opts["tags"])  # a bad --tags fails now, not after the render
     strategy = _pick(opts, req.preset, "retry_strategy", "progressive")
     max_attempts = int(_pick(opts, req.preset, "max_attempts", 3))
     _check_strategy(strategy)
