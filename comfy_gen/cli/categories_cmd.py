@@ -119,7 +119,15 @@ def search_cmd(query: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def check_cmd(paths: tuple[Path, ...], as_json: bool) -> None:
     """Check category files (default: the whole search path); exit 2 on any error."""
-    registry = load_registry(get_settings(), paths=list(paths) or None, strict=False)
+    import logging
+
+    # The command prints every problem itself; the registry's own warnings would repeat them.
+    quiet = logging.getLogger("comfy_gen.categories.registry")
+    was_disabled, quiet.disabled = quiet.disabled, True
+    try:
+        registry = load_registry(get_settings(), paths=list(paths) or None, strict=False)
+    finally:
+        quiet.disabled = was_disabled
     errors = [p for p in registry.problems if p.severity == "error"]
     if as_json:
         _echo_json({"categories": len(registry), "problems": [p.to_dict() for p in registry.problems],
