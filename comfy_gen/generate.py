@@ -216,7 +216,7 @@ def preprocess_image(image_path: str, resize: tuple[int, int] | None = None, cro
     """Resize/crop ``image_path`` in place; returns the same path."""
     from comfy_gen.images import preprocess_image as _pre
 
-    return str(_pre(image_path, image_path, resize=resize, crop=crop))
+    return str(_pre(image_path, image_path, resize=resize, crop=crop))  # type: ignore[arg-type]
 
 
 def cancel_prompt(prompt_id: str) -> bool:

@@ -93,7 +93,7 @@ def best_of(attempts: Sequence[Attempt]) -> Attempt | None:
     scored = [a for a in pool if a.scores]
     if not scored:
         return pool[-1]
-    return scored[select_best([a.scores for a in scored])]
+    return scored[select_best([a.scores or {} for a in scored])]
 
 
 def final_status(attempts: Sequence[Attempt], best: Attempt | None, *, validated: bool) -> str:

@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from uuid import UUID
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,10 @@ class Progress:
         self.total = max(total, 1)
         self.min_interval = min_interval
         self._last = 0.0
-        self._id = create_progress_artifact(0.0, key=_artifact_key(key),
-                                            description=f"Items finished (of {total})")
+        artifact_id = create_progress_artifact(0.0, key=_artifact_key(key),
+                                               description=f"Items finished (of {total})")
+        assert isinstance(artifact_id, UUID)  # sync context: the call returned, not a coroutine
+        self._id = artifact_id
 
     def update(self, done: int) -> None:
         from prefect.artifacts import update_progress_artifact
@@ -52,7 +55,7 @@ def table_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rows.append({
             "item": r.get("item_id"), "labels": ", ".join(f"{k}={v}" for k, v in (r.get("labels") or {}).items()),
             "prompt": (r.get("prompt") or "")[:80], "seed": r.get("seed"),
-            "status": r.get("status") + (f" ({r['outcome']})" if r.get("cached") and r.get("outcome") else ""),
+            "status": str(r.get("status")) + (f" ({r['outcome']})" if r.get("cached") and r.get("outcome") else ""),
             "attempts": r.get("attempts"),
             "clip": None if scores.get("positive_score") is None else round(scores["positive_score"], 2),
             "delta": None if scores.get("score_delta") is None else round(scores["score_delta"], 2),
@@ -89,7 +92,7 @@ def contact_sheet(run: Any, results: list[dict[str, Any]]) -> Path | None:
     """Thumbnails with labels; rows x columns when the recipe is a 2-axis matrix."""
     from comfy_gen.recipes.contact_sheet import make_contact_sheet
 
-    entries = []
+    entries: list[tuple[Path | str | None, dict[str, Any]]] = []
     for r in results:
         path = r.get("file")
         score = (r.get("scores") or {}).get("positive_score")

@@ -109,7 +109,7 @@ def cancel(prompt_id: str | None, all_mine: bool, as_json: bool, url: str | None
             if outcome == "not_found":
                 raise ComfyUIError(f"Job {prompt_id} is neither running nor pending on {client.base_url}",
                                    prompt_id=prompt_id, url=client.base_url)
-            results = {prompt_id: outcome}
+            results: dict[str, str] = {prompt_id: outcome}
         else:
             results = _cancel_mine(client)
     if as_json:

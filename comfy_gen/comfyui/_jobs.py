@@ -313,7 +313,7 @@ def _elapsed(entry: dict[str, Any], fallback: float) -> float:
     """Server-side run time from the history timestamps (ms), else our wall time."""
     stamps = [m[1].get("timestamp") for m in _protocol.history_messages(entry)
               if len(m) >= 2 and isinstance(m[1], dict)]
-    stamps = [s for s in stamps if isinstance(s, (int, float))]
-    if len(stamps) >= 2:
-        return round((max(stamps) - min(stamps)) / 1000.0, 3)
+    times: list[float] = [s for s in stamps if isinstance(s, (int, float))]
+    if len(times) >= 2:
+        return round((max(times) - min(times)) / 1000.0, 3)
     return round(fallback, 3)

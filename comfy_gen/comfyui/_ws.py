@@ -124,6 +124,7 @@ class EventListener:
                 self._stop.wait(0.05)
 
     def _dispatch(self, frame: str | bytes) -> None:
+        event: Event | None
         if isinstance(frame, (bytes, bytearray, memoryview)):
             event = _protocol.parse_binary_frame(bytes(frame))
         else:

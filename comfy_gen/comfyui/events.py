@@ -136,7 +136,7 @@ class Preview(Event):
 
 #: ws message type -> event class, for the text messages we model.
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.type: cls  # type: ignore[misc]
+    cls.type: cls
     for cls in (Status, ExecutionStart, ExecutionCached, Executing, Progress, Executed,
                 ExecutionSuccess, ExecutionError, ExecutionInterrupted)
 }

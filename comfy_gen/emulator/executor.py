@@ -191,7 +191,7 @@ class _Run:
                               "RuntimeError", [])
         evaluator = EVALUATORS.get(class_type)
         if evaluator is not None:
-            result = await evaluator(self, inputs)  # type: ignore[arg-type]
+            result = await evaluator(self, inputs)
         else:
             spec = self.ex.catalog.raw(class_type)["input"]
             types = {k: v[0] for s in ("required", "optional") for k, v in spec.get(s, {}).items()}

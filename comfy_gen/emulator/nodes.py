@@ -184,7 +184,8 @@ async def _ksampler_advanced(ctx: RunContext, inputs: dict[str, Any]) -> NodeRes
 
 @node("SamplerCustom")
 async def _sampler_custom(ctx: RunContext, inputs: dict[str, Any]) -> NodeResult:
-    sigmas = inputs.get("sigmas") if isinstance(inputs.get("sigmas"), dict) else {"steps": 1}
+    raw_sigmas = inputs.get("sigmas")
+    sigmas: dict[str, Any] = raw_sigmas if isinstance(raw_sigmas, dict) else {"steps": 1}
     out = await _run_sampler(ctx, inputs.get("latent_image"), _as_int(inputs.get("noise_seed"), 0),
                              inputs.get("positive"), sigmas["steps"])
     return NodeResult((out, out))
@@ -192,8 +193,10 @@ async def _sampler_custom(ctx: RunContext, inputs: dict[str, Any]) -> NodeResult
 
 @node("SamplerCustomAdvanced")
 async def _sampler_custom_advanced(ctx: RunContext, inputs: dict[str, Any]) -> NodeResult:
-    sigmas = inputs.get("sigmas") if isinstance(inputs.get("sigmas"), dict) else {"steps": 1}
-    noise = inputs.get("noise") if isinstance(inputs.get("noise"), dict) else {"seed": 0}
+    raw_sigmas = inputs.get("sigmas")
+    sigmas: dict[str, Any] = raw_sigmas if isinstance(raw_sigmas, dict) else {"steps": 1}
+    raw_noise = inputs.get("noise")
+    noise: dict[str, Any] = raw_noise if isinstance(raw_noise, dict) else {"seed": 0}
     out = await _run_sampler(ctx, inputs.get("latent_image"), noise["seed"], inputs.get("guider"),
                              sigmas["steps"])
     return NodeResult((out, out))

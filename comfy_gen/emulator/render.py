@@ -87,8 +87,8 @@ def render(picture: Picture) -> Image.Image:
     if (w, h) != (width, height):
         img = img.resize((width, height), Image.Resampling.BICUBIC)
     if picture.base is not None:
-        base = picture.base.convert("RGB").resize((width, height))
-        img = Image.blend(base, img, max(0.0, min(1.0, picture.denoise)))
+        base_img = picture.base.convert("RGB").resize((width, height))
+        img = Image.blend(base_img, img, max(0.0, min(1.0, picture.denoise)))
     return img
 
 

@@ -50,8 +50,8 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font: Any, width: float) -> str:
 def _thumbnail(path: Path | str | None, thumb: int, font: Any) -> Image.Image:
     if path is not None:
         try:
-            with Image.open(path) as img:
-                img = ImageOps.contain(img.convert("RGB"), (thumb, thumb))
+            with Image.open(path) as src:
+                img = ImageOps.contain(src.convert("RGB"), (thumb, thumb))
             cell = Image.new("RGB", (thumb, thumb), BACKGROUND)
             cell.paste(img, ((thumb - img.width) // 2, (thumb - img.height) // 2))
             return cell

@@ -143,7 +143,7 @@ def expand_recipe(recipe: Recipe, *, settings: Settings | None = None, registry:
     for other category problems (with the recipe line).
     """
     settings = settings or get_settings()
-    tier = settings.policy_tier
+    tier: str = settings.policy_tier
     dims = dimensions(recipe)
     rows_dim, cols_dim, has_grid = _layout(recipe, dims)
     uses_categories = bool(recipe.categories) or any(a.name == "categories" for a in recipe.axes)

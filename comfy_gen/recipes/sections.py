@@ -10,7 +10,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from comfy_gen.config import Settings
 from comfy_gen.errors import UsageError
@@ -43,7 +43,7 @@ class Sections:
     backends: tuple[str, ...]
 
 
-def _is_num(value: Any) -> bool:
+def _is_num(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -213,8 +213,10 @@ def parse_axes(data: dict[str, Any], out: Any, *, expander: PromptExpander,
                salt: str) -> list[Axis]:
     """Top-level prompts/seeds become the first axes, then matrix.axes in file order."""
     axes: list[Axis] = []
-    matrix = data.get("matrix") if isinstance(data.get("matrix"), dict) else {}
-    raw_axes = matrix.get("axes") if isinstance(matrix.get("axes"), dict) else {}
+    raw_matrix = data.get("matrix")
+    matrix: dict[str, Any] = raw_matrix if isinstance(raw_matrix, dict) else {}
+    axes_value = matrix.get("axes")
+    raw_axes: dict[str, Any] = axes_value if isinstance(axes_value, dict) else {}
     for top, axis in (("prompts", "prompt"), ("seeds", "seed")):
         if top in data and axis in raw_axes:
             out.add(["matrix", "axes", axis], f"{axis!r} is given twice: use either {top} or matrix.axes.{axis}")
@@ -240,7 +242,8 @@ def parse_axes(data: dict[str, Any], out: Any, *, expander: PromptExpander,
 
 
 def parse_zip(data: dict[str, Any], axes: list[Axis], out: Any) -> list[tuple[str, ...]]:
-    matrix = data.get("matrix") if isinstance(data.get("matrix"), dict) else {}
+    raw_matrix = data.get("matrix")
+    matrix: dict[str, Any] = raw_matrix if isinstance(raw_matrix, dict) else {}
     groups_raw = matrix.get("zip")
     if not isinstance(groups_raw, list):
         return []
@@ -270,7 +273,8 @@ def parse_zip(data: dict[str, Any], axes: list[Axis], out: Any) -> list[tuple[st
 
 def parse_sheet_axes(data: dict[str, Any], axes: list[Axis], groups: list[tuple[str, ...]],
                      out: Any) -> tuple[str | None, str | None]:
-    matrix = data.get("matrix") if isinstance(data.get("matrix"), dict) else {}
+    raw_matrix = data.get("matrix")
+    matrix: dict[str, Any] = raw_matrix if isinstance(raw_matrix, dict) else {}
     names = {a.name for a in axes}
     chosen: dict[str, str | None] = {}
     for key in ("rows", "cols"):
