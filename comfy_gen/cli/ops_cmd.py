@@ -116,8 +116,8 @@ def cancel(prompt_id: str | None, all_mine: bool, as_json: bool, url: str | None
         _dump(results)
     elif not results:
         click.echo("No comfy-gen jobs in the queue.")
-    for pid, outcome in ({} if as_json else results).items():
-        click.echo(f"{pid}: {outcome}")
+    for pid, result in ({} if as_json else results).items():
+        click.echo(f"{pid}: {result}")
 
 
 def _cancel_mine(client: "ComfyUIClient") -> dict[str, str]:

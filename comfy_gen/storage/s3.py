@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 from urllib.parse import quote, urlsplit
 
 from comfy_gen.errors import (BucketNotFound, ConfigError, StorageAuthError, StorageError,
@@ -278,7 +278,8 @@ def _keys_from_prefect_block(name: str, access_key: str | None) -> tuple[str | N
     try:
         from prefect.blocks.system import Secret
 
-        value = Secret.load(name).get()
+        # Called from sync code, so Prefect's async_dispatch returns the block, not a coroutine.
+        value = cast(Secret, Secret.load(name)).get()
     except Exception as exc:  # any Prefect failure is a configuration problem here
         raise ConfigError(f"Cannot load Prefect Secret block {name!r}: {type(exc).__name__}",
                           hint="Create it with `prefect block create secret` or unset the block name.") from exc

@@ -86,7 +86,8 @@ def load_clip(model_name: str, device: str) -> tuple[Any, Any]:
         hf_logging.disable_progress_bar()
         model = CLIPModel.from_pretrained(source)
         processor = CLIPProcessor.from_pretrained(source)
-        model = model.to(device).eval()
+        # transformers types the wrapped .to() with self as its first argument.
+        model = model.to(device).eval()  # type: ignore[arg-type]
     except _load_errors() as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ValidatorUnavailable(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -292,3 +293,43 @@ def test_flow_reads_recipes_only_from_allowed_folders(emulator_factory, use_back
     with pytest.raises(PathNotAllowed):
         _render(outside)
     assert _jobs(emu) == 0
+
+
+def test_nightly_renders_every_nightly_recipe_and_survives_a_failing_one(emulator_factory, use_backend,
+                                                                        write_recipe, monkeypatch, tmp_path):
+    from comfy_gen.errors import BatchFailed
+    from flows.render_recipe import render_nightly
+
+    emu = emulator_factory()
+    use_backend(emu.url)
+    write_recipe("a-broken", """
+        name: a-broken
+        nightly: true
+        workflow: tiny-sd15.json
+        defaults: {checkpoint: missing_model.safetensors}
+        prompts: [a lantern]
+        seeds: [1]
+    """)
+    write_recipe("b-nightly", """
+        name: b-nightly
+        nightly: true
+        workflow: tiny-sd15.json
+        prompts: [a kite, a boat]
+        seeds: [1]
+    """)
+    write_recipe("c-daytime", """
+        name: c-daytime
+        workflow: tiny-sd15.json
+        prompts: [a train]
+        seeds: [1]
+    """)
+    monkeypatch.setenv("COMFY_GEN_RECIPES_DIR", str(tmp_path / "recipes"))
+    reset_settings_cache()
+    with pytest.raises(BatchFailed) as info:
+        render_nightly()
+    assert "a-broken" in str(info.value) and "1 of 2" in str(info.value)
+    # The broken recipe failed in preflight; the other nightly recipe still rendered; c is not nightly.
+    assert _jobs(emu) == 2
+    out = Path(os.environ["COMFY_GEN_OUTPUT_DIR"])
+    assert len(list((out / "b-nightly" / "items").glob("*.png"))) == 2
+    assert not (out / "c-daytime").exists()
