@@ -72,6 +72,7 @@ class JobTracker:
         self._waiters: dict[str, list[_Waiter]] = {}
         self._unclaimed: collections.OrderedDict[str, _Waiter] = collections.OrderedDict()
         self._listener: EventListener | None = None
+        self._first_connect = threading.Event()  # set once the first connect attempt ended
         self._clock = _protocol.ProgressClock()
         self._running: str | None = None  # our prompt the server is executing
         self._jobs_api: bool | None = None
@@ -86,12 +87,20 @@ class JobTracker:
                     on_event=self._on_event, on_connection=self._on_connection,
                     open_timeout=self._client.connect_timeout,
                     max_backoff=max(0.2, min(2.0, self._client.poll_interval)))
+                self._first_connect = threading.Event()
                 first = True
             else:
                 first = False
-            listener = self._listener
-        # The first start waits for the socket so the first prompt's events arrive.
-        listener.start(wait=self._client.connect_timeout if first else None)
+            listener, ready = self._listener, self._first_connect
+        # The first start waits for the socket so the first prompt's events arrive;
+        # callers racing it (8 threads, one client) wait for that same attempt, else
+        # their prompts could run before the socket exists and cost a poll interval.
+        if first:
+            listener.start(wait=self._client.connect_timeout)
+            ready.set()
+        else:
+            listener.start()
+            ready.wait(self._client.connect_timeout)
         return listener
 
     def close(self) -> None:

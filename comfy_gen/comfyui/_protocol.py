@@ -84,7 +84,7 @@ def parse_text_frame(text: str | bytes) -> ev.Event | None:
     """A raw text frame -> event; garbage yields None rather than an exception."""
     try:
         return parse_message(json.loads(text))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, AttributeError):  # e.g. "status": [..] from a custom node
         return None
 
 

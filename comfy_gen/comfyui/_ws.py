@@ -124,17 +124,16 @@ class EventListener:
                 self._stop.wait(0.05)
 
     def _dispatch(self, frame: str | bytes) -> None:
-        event: Event | None
-        if isinstance(frame, (bytes, bytearray, memoryview)):
-            event = _protocol.parse_binary_frame(bytes(frame))
-        else:
-            event = _protocol.parse_text_frame(frame)
-        if event is None:
-            return
+        event: Event | None = None
         try:
-            self._on_event(event)
-        except Exception:  # noqa: BLE001 - a bad handler must not kill the listener
-            log.exception("ws event handler failed for %s", event.type)
+            if isinstance(frame, (bytes, bytearray, memoryview)):
+                event = _protocol.parse_binary_frame(bytes(frame))
+            else:
+                event = _protocol.parse_text_frame(frame)
+            if event is not None:
+                self._on_event(event)
+        except Exception:  # noqa: BLE001 - a bad frame or handler must not kill the listener
+            log.exception("ws event handling failed for %s", event.type if event else "a frame")
 
     def _notify(self, connected: bool) -> None:
         try:

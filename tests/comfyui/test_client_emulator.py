@@ -282,6 +282,27 @@ def test_one_client_many_threads(client: ComfyUIClient) -> None:
     assert len({r.outputs[0].filename for r in results.values()}) == 4
 
 
+def test_threads_racing_the_first_connect_get_their_events(emu, make_client) -> None:
+    # 8 threads queue at once on a fresh client: none may post before the socket is
+    # up, or its job finishes unseen and is only found by a poll (5 s here).
+    client = make_client(emu.url, poll_interval=5.0)
+    barrier = threading.Barrier(8)
+    elapsed: list[float] = []
+
+    def job() -> None:
+        barrier.wait()
+        start = time.monotonic()
+        client.wait(client.queue_prompt(workflow("txt2img_fastest.json")).prompt_id)
+        elapsed.append(time.monotonic() - start)
+
+    threads = [threading.Thread(target=job) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(elapsed) == 8 and max(elapsed) < 4.0, elapsed
+
+
 def test_waiting_for_someone_elses_job_polls_history(emu, make_client) -> None:
     submitter, watcher = make_client(emu.url), make_client(emu.url)
     body = {"prompt": workflow("txt2img_ckpt.json"), "client_id": "someone-else"}

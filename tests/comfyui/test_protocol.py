@@ -259,3 +259,7 @@ def test_gifs_and_videos_are_outputs() -> None:
                                           ("completed", "done"), ("failed", "done"), ("weird", None)])
 def test_jobs_api_state(status: str, state: str | None) -> None:
     assert _protocol.jobs_api_state({"status": status}) == state
+
+
+def test_malformed_known_messages_parse_to_none() -> None:
+    assert _protocol.parse_text_frame('{"type": "status", "data": {"status": [1]}}') is None

@@ -109,6 +109,24 @@ def test_listener_survives_a_failing_handler(replay_server) -> None:
     assert "execution_error" in calls and calls.count("status") >= 2
 
 
+def test_listener_survives_a_malformed_frame(replay_server) -> None:
+    # A custom node's "status" with a list payload used to raise AttributeError in
+    # the parser, which ended the listener thread for good (no reconnect).
+    replay_server["frames"] = ['{"type": "status", "data": {"status": [1, 2]}}',
+                               json.dumps({"type": "executing", "data": {"node": "3", "prompt_id": "p"}})]
+    seen: list[str] = []
+    listener = EventListener(ws_url(replay_server["url"], "x"), on_event=lambda e: seen.append(e.type),
+                             on_connection=lambda c: None, open_timeout=2, max_backoff=0.1)
+    try:
+        listener.start(wait=2)
+        deadline = time.monotonic() + 5
+        while seen.count("executing") < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        listener.close()
+    assert seen.count("executing") >= 2  # the frame after the bad one, on two connections
+
+
 def test_listener_keeps_trying_a_dead_server() -> None:
     listener = EventListener("ws://127.0.0.1:9/ws?clientId=x", on_event=lambda e: None,
                              on_connection=lambda c: None, open_timeout=0.2, max_backoff=0.05)
