@@ -224,9 +224,11 @@ def reset_settings_cache() -> None:
 def prefect_defaults(settings: Settings) -> dict[str, str]:
     """Prefect env vars comfy-gen sets for in-process runs when the user has not.
 
-    Without a configured server (PREFECT_API_URL) runs use Prefect's temporary
-    local server; their history goes to ``<state_dir>/prefect`` (not ~/.prefect),
-    so ``PREFECT_HOME=<that> prefect server start`` shows every past run.
+    Without a configured server (PREFECT_API_URL), ``comfy-gen run``/``demo`` start
+    their own local ``prefect server start`` (and a direct in-process flow call
+    uses Prefect's temporary server); either way history goes to
+    ``<state_dir>/prefect`` (not ~/.prefect), so ``PREFECT_HOME=<that> prefect
+    server start`` shows every past run.
     """
     import os
 

@@ -95,7 +95,9 @@ def _flow_run_name() -> str:
 
 
 @flow(name="render-recipe", flow_run_name=_flow_run_name,
-      task_runner=ThreadPoolTaskRunner(max_workers=8), log_prints=False)  # type: ignore[arg-type]
+      # Read when the flow module is imported: each worker run is a fresh process.
+      task_runner=ThreadPoolTaskRunner(max_workers=get_settings().flow_workers),  # type: ignore[arg-type]
+      log_prints=False)
 def render_recipe(recipe: str, force: bool = False, upload: bool | None = None,
                   backend: str | None = None, max_items: int | None = None) -> dict[str, Any]:
     """Render every item of ``recipe`` (a path to a recipe YAML).

@@ -11,9 +11,11 @@ Layout under ``Settings.output_dir`` (see docs/storage.md)::
       .outbox/                          uploads still to do (comfy_gen.storage.outbox)
 
 ``item_id`` is derived from the item's content (recipe expansion hashes its
-parameters), so a re-run maps to the same ``items/`` file: that file's presence
-is the cache/resume marker. Writes are atomic (temp file + rename) and the image
-is written after its sidecar, so an image that exists is complete.
+parameters), so a re-run maps to the same ``items/`` file. Writes are atomic
+(temp file + rename). ``comfy_gen.outputs.store_output`` writes the kept image
+first and its sidecar last: the sidecar carries the job key that marks the item
+done (``comfy_gen.batch.cached_result`` needs both), so a crash in between makes
+the next run render the item again rather than trust a stale image.
 
 Object keys mirror the stable files: ``[<prefix>/]<recipe>/<item_id>.png`` and
 ``<key>.json`` for its sidecar.
