@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,22 +17,19 @@ from PIL import Image
 import comfy_gen.generate as g
 from comfy_gen.config import reset_settings_cache
 from comfy_gen.emulator import Emulator
+from comfy_gen.stack import free_port
 from tests.conftest import REPO_ROOT
 
 
 @pytest.fixture
-def server(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
-    monkeypatch.setenv("COMFY_GEN_COMFYUI_URL", emu.url)
-    reset_settings_cache()
+def server(emu: Emulator, use_backend) -> Iterator[Emulator]:
+    use_backend(emu.url)
     yield emu
 
 
 @pytest.fixture
 def dead_server(monkeypatch: pytest.MonkeyPatch) -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("COMFY_GEN_COMFYUI_URL", url)
     monkeypatch.setenv("COMFY_GEN_HTTP_RETRIES", "1")
     # queue_prompt opens the event socket first and waits up to connect_timeout for it.

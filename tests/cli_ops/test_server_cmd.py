@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from comfy_gen.stack import free_port
 
 from comfy_gen.config import Settings
 from comfy_gen.server_control import LocalServer, url_from_args
@@ -39,11 +40,6 @@ sys.exit(3)
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture
 def fake_comfyui(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -51,7 +47,7 @@ def fake_comfyui(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     install = tmp_path / "ComfyUI"
     install.mkdir()
     (install / "main.py").write_text(FAKE_MAIN.format(repo=str(REPO_ROOT)))
-    port = _free_port()
+    port = free_port()
     monkeypatch.setenv("COMFY_GEN_COMFYUI_PATH", str(install))
     monkeypatch.setenv("COMFY_GEN_COMFYUI_PYTHON", sys.executable)
     monkeypatch.setenv("COMFY_GEN_COMFYUI_ARGS", json.dumps(["--listen", "127.0.0.1", "--port", str(port)]))

@@ -8,7 +8,6 @@ from typing import Callable, Iterator
 
 import pytest
 
-from comfy_gen.config import reset_settings_cache
 
 
 @pytest.fixture()
@@ -28,17 +27,6 @@ def emulator_factory(tmp_path: Path) -> Iterator[Callable[..., object]]:
     yield make
     for emu in started:
         emu.stop()
-
-
-@pytest.fixture()
-def use_backend(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
-    """Point the settings at a ComfyUI URL for code that calls get_settings()."""
-
-    def use(url: str) -> None:
-        monkeypatch.setenv("COMFY_GEN_COMFYUI_URL", url)
-        reset_settings_cache()
-
-    return use
 
 
 @pytest.fixture()

@@ -3,24 +3,18 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import httpx
 import pytest
 
-from comfy_gen.stack import Stack
+from comfy_gen.stack import Stack, free_port
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture()
 def stack(tmp_path: Path):
-    stack = Stack(home=tmp_path / "prefect-home", port=_free_port())
+    stack = Stack(home=tmp_path / "prefect-home", port=free_port())
     try:
         yield stack
     finally:
@@ -88,7 +82,7 @@ def test_comfy_gen_up_starts_the_local_stack_and_stops_it_on_ctrl_c(tmp_path: Pa
     import sys
     import time
 
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ)
     env.pop("COMFY_GEN_COMFYUI_URL", None)  # no ComfyUI configured: `up` starts the emulator
     env["PREFECT_HOME"] = str(tmp_path / "prefect-up")

@@ -12,10 +12,9 @@ from comfy_gen.emulator import Emulator
 
 
 @pytest.fixture
-def gen_env(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+def gen_env(emu: Emulator, use_backend) -> Iterator[Emulator]:
     """The shared emulator, exported as COMFY_GEN_COMFYUI_URL (CLI runs read the env)."""
-    monkeypatch.setenv("COMFY_GEN_COMFYUI_URL", emu.url)
-    reset_settings_cache()
+    use_backend(emu.url)
     yield emu
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
+
+from comfy_gen.stack import free_port
 from PIL import Image
 
 from comfy_gen.emulator import Emulator
@@ -161,11 +162,6 @@ def _write(tmp_path: Path, name: str, text: str) -> str:
     return name
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 USAGE_ERRORS = [
     pytest.param(["--preset", "nope"], "Unknown preset 'nope'", id="unknown-preset"),
@@ -203,7 +199,7 @@ def test_usage_and_config_errors_exit_2_before_queueing(gen_env: Emulator, tmp_p
         elif value == "@ui.json":
             value = _write(tmp_path, "ui.json", json.dumps({"nodes": [], "links": [], "version": 0.4}))
         elif value == "@down":
-            value = f"http://127.0.0.1:{_free_port()}"
+            value = f"http://127.0.0.1:{free_port()}"
         args.append(value)
     if "-i" in args and workflow:
         workflow = "sd15-img2img"
@@ -223,7 +219,7 @@ def test_execution_error_exits_1_without_output(gen_env: Emulator, tmp_path: Pat
 
 
 def test_server_unreachable_is_a_one_paragraph_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COMFY_GEN_COMFYUI_URL", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("COMFY_GEN_COMFYUI_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("COMFY_GEN_HTTP_RETRIES", "1")
     code, out, err = run_cli("generate", "-w", TINY, "-p", "a cat")
     assert code == 2 and out == ""
