@@ -8,8 +8,6 @@ into a workflow graph. ``None`` means "keep the workflow's own value".
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,8 +103,9 @@ class GenerationParams:
 
     def fingerprint(self) -> str:
         """A stable hash of the resolved parameters (for ids and cache keys)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()
+        from comfy_gen.hashing import digest
+
+        return digest(self.to_dict(), ascii_only=True)
 
 
 def resolve_seed(seed: int | None, rng: random.Random | None = None) -> int:

@@ -9,8 +9,6 @@ in (``gate``) or lives in the callers; this module only knows one job.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import shutil
 import time
@@ -20,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ContextManager
 
 from comfy_gen.errors import ComfyUIUnavailable, JobLost
+from comfy_gen.hashing import digest
 from comfy_gen.params import GenerationParams
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -188,8 +187,7 @@ def download_outputs(client: "ComfyUIClient", job: "JobResult", *, dest_dir: Pat
 
 def graph_hash(graph: dict[str, Any]) -> str:
     """A stable hash of a composed API-format graph."""
-    blob = json.dumps(graph, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+    return digest(graph, 24, ascii_only=True)
 
 
 def remove_files(paths: list[Path]) -> None:

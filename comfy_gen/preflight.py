@@ -9,12 +9,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from typing import Any
 
 from comfy_gen.errors import PreflightError, ValidatorUnavailable
+from comfy_gen.hashing import digest
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,7 @@ def distinct_jobs(run: Any, items: list[Any]) -> dict[str, tuple[str, dict[str, 
     for item in items:
         params = item.params.replace(prompt="preflight", negative_prompt=None, seed=0)
         graph = apply_params(run.workflow(item.workflow), params, rng=random.Random(0))
-        shape = item.backend + json.dumps(graph, sort_keys=True)
-        shapes.setdefault(shape, (item.backend, graph))
+        shapes.setdefault(item.backend + digest(graph), (item.backend, graph))
     return shapes
 
 
@@ -39,7 +38,7 @@ def check_jobs(run: Any, items: list[Any]) -> list[str]:
     problems: list[str] = []
     seen: set[str] = set()
     for backend, graph in distinct_jobs(run, items).values():
-        object_info = run.client(backend).object_info()
+        object_info = run.backends.get(backend).client.object_info()
         for problem in preflight(graph, object_info):
             line = f"[{backend}] {problem}"
             if line not in seen:
@@ -54,7 +53,7 @@ def setup_validation(run: Any, items: list[Any]) -> list[str]:
     Returns warnings. Raises ValidatorUnavailable when validation is required
     and the model cannot be loaded.
     """
-    wanted = [it for it in items if (it.validation or {}).get("enabled")]
+    wanted = [it for it in items if it.validation.enabled]
     if not wanted:
         return []
     from comfy_gen.validation import BatchingScorer, get_validator
@@ -63,7 +62,7 @@ def setup_validation(run: Any, items: list[Any]) -> list[str]:
     try:
         validator = get_validator(model)
     except ValidatorUnavailable as exc:
-        if all((it.validation or {}).get("allow_skip") for it in wanted):
+        if all(it.validation.allow_skip for it in wanted):
             run.validation_skipped = True
             return [f"VALIDATION SKIPPED: {exc.message} (the recipe allows skipping validation; "
                     "images are kept unvalidated)"]

@@ -11,9 +11,7 @@ held only while a job is queued or rendering).
 
 from __future__ import annotations
 
-import dataclasses
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +19,16 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.runtime import task_run as runtime_task_run
+from prefect.client.schemas.objects import State
+from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from comfy_gen import batch
 from comfy_gen.config import get_settings
 from comfy_gen.errors import BatchFailed, is_transient
+from comfy_gen.results import VERDICT_LABELS, ItemResult, error_result
+from comfy_gen.runs import finish_run, plan_run
+from comfy_gen.storage import new_run_id
 from flows import reporting
 
 def _ship_library_logs() -> None:
@@ -81,17 +84,26 @@ def preflight_task(run_key: str, items: list[dict[str, Any]]) -> dict[str, Any]:
 
 @task(name="render-item", task_run_name=_item_run_name, cache_policy=NO_CACHE, persist_result=False,
       retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_retry_transient)
-def render_item(item: dict[str, Any], run_key: str) -> dict[str, Any]:
-    """compose -> queue -> await -> validate -> refine -> upload for one item."""
+def render_item(item: dict[str, Any], run_key: str) -> State:
+    """compose -> queue -> await -> validate -> refine -> upload for one item.
+
+    Returns a Completed state named for the verdict ("Passed", "Best effort",
+    "Unvalidated", ...) with a one-line message, so the flow graph and the task
+    page tell them apart without an extra task run or artifact per item.
+    """
     from comfy_gen.recipes import RecipeItem
 
-    return batch.run_item(_RUNS[run_key], RecipeItem.from_dict(item))
+    result = batch.run_item(_RUNS[run_key], RecipeItem.from_dict(item))
+    return Completed(name=VERDICT_LABELS[result.verdict], message=result.headline(), data=result)
 
 
 def _flow_run_name() -> str:
     from prefect.runtime import flow_run
 
-    return "recipe-" + Path(str(flow_run.parameters.get("recipe", "recipe"))).stem
+    stem = Path(str(flow_run.parameters.get("recipe", "recipe"))).stem
+    started = flow_run.scheduled_start_time
+    when = started.strftime("%Y%m%d-%H%M%S") if started else time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return f"recipe-{stem}-{when}"
 
 
 @flow(name="render-recipe", flow_run_name=_flow_run_name,
@@ -105,31 +117,22 @@ def render_recipe(recipe: str, force: bool = False, upload: bool | None = None,
     ``force`` re-renders items that are already stored; ``upload`` overrides the
     recipe's output.upload; ``backend`` overrides the recipe's backend.
     """
-    from comfy_gen.recipes import default_allowed_dirs, expand_recipe, load_recipe
+    from prefect.runtime import flow_run
 
     logger = get_run_logger()
     settings = get_settings()
     started = time.monotonic()
     # A deployment parameter is user input: only recipes in the allowed folders.
-    recipe_obj = load_recipe(recipe, settings=settings, allowed_dirs=default_allowed_dirs(settings))
-    expansion = expand_recipe(recipe_obj, settings=settings)
-    items = expansion.items
-    if backend:
-        settings.backend_url(backend)  # unknown names fail here, before any work
-        items = [dataclasses.replace(it, backend=backend) for it in items]
-    if max_items is not None:
-        items = items[:max_items]
-    run = batch.BatchRun(settings=settings, recipe=recipe_obj, run_id=_run_id(), force=force,
-                         upload=_want_upload(recipe_obj, upload, settings))
-    from prefect.runtime import flow_run
-
+    plan = plan_run(recipe, settings=settings, backend=backend, max_items=max_items, upload=upload)
+    run = batch.BatchRun(settings=settings, recipe=plan.recipe, run_id=new_run_id(), force=force,
+                         upload=plan.upload, layout=(plan.rows_axis, plan.cols_axis))
     run.flow_run_id = str(flow_run.id) if flow_run.id else None
-    run.layout = (expansion.rows_axis, expansion.cols_axis)
     run_key = run.run_id
     _RUNS[run_key] = run
-    payload = [it.to_dict() for it in items]
-    logger.info("Recipe %s: %d items, backend(s) %s", recipe_obj.name, len(items),
-                ", ".join(sorted({it.backend for it in items})))
+    payload = [it.to_dict() for it in plan.items]
+    logger.info("Recipe %s: %d items, backend(s) %s", plan.recipe.name, len(plan.items), ", ".join(plan.backends))
+    if plan.migrated:
+        logger.info("%d stored item(s) renamed to the current id scheme; none is rendered again", plan.migrated)
     try:
         synced = run.open_storage()
         if synced:
@@ -137,10 +140,10 @@ def render_recipe(recipe: str, force: bool = False, upload: bool | None = None,
         check = preflight_task(run_key, payload)
         for line in check.get("warnings", []):
             logger.warning(line)
-        progress = reporting.Progress(total=len(items), key=f"{recipe_obj.name}-progress")
+        progress = reporting.Progress(total=len(plan.items), key=f"{plan.recipe.name}-{run.run_id}-progress")
         futures = render_item.map(payload, run_key=run_key)
-        by_future = {id(f): p for f, p in zip(futures, payload)}
-        results: list[dict[str, Any]] = []
+        by_future = {id(f): it for f, it in zip(futures, plan.items)}
+        results: list[ItemResult] = []
         try:
             _collect(futures, by_future, results, progress, logger)
         except BaseException:
@@ -148,27 +151,24 @@ def render_recipe(recipe: str, force: bool = False, upload: bool | None = None,
             # let queued items fail fast; finished items are kept (a re-run resumes).
             cancelled = run.cancel_all()
             logger.warning("Run interrupted: %d outstanding job(s) cancelled; %d of %d items finished "
-                           "and are kept", cancelled, len(results), len(items))
+                           "and are kept", cancelled, len(results), len(plan.items))
             raise
-        results.sort(key=lambda r: r.get("index", 0))
-        summary = batch.summarize(results, wall_seconds=time.monotonic() - started)
-        summary.update(recipe=recipe_obj.name, run_id=run.run_id, run_dir=str(run.run_dir),
-                       items_dir=str(run.items_dir), flow_run_id=run.flow_run_id,
-                       validation_skipped=run.validation_skipped)
-        reporting.publish(run, results, summary)
-        logger.info("Done: %s", {k: summary[k] for k in ("items", "rendered", "cached", "jobs",
-                                                         "pass_rate", "gpu_busy_fraction")})
-        if summary["counts"].get("error"):
-            raise BatchFailed(f"{summary['counts']['error']} of {len(items)} items of recipe "
-                              f"{recipe_obj.name!r} failed; the others are stored. Details: "
-                              f"{run.run_dir / 'summary.json'}", summary=summary)
-        return summary
+        summary = finish_run(run, results, wall_seconds=time.monotonic() - started)
+        reporting.publish(summary, sorted(results, key=lambda r: r.index))
+        logger.info("Done: %d items, %d rendered, %d stored earlier, %d ComfyUI jobs, pass rate %s, GPU busy %s",
+                    summary.items, summary.rendered, summary.cached, summary.jobs, summary.pass_rate,
+                    summary.gpu_busy_fraction)
+        if summary.failed:
+            raise BatchFailed(f"{summary.failed} of {summary.items} items of recipe {plan.recipe.name!r} "
+                              f"failed; the others are stored. Details: {run.run_dir / 'summary.json'}",
+                              summary=summary.to_dict())
+        return summary.to_dict()
     finally:
         _RUNS.pop(run_key, None)
         run.close()
 
 
-def _collect(futures: Any, by_future: dict[int, dict[str, Any]], results: list[dict[str, Any]],
+def _collect(futures: Any, by_future: dict[int, Any], results: list[ItemResult],
              progress: Any, logger: Any) -> None:
     """Gather item results as they finish; a failed item is recorded, the run goes on."""
     for future in as_completed(list(futures)):
@@ -176,11 +176,9 @@ def _collect(futures: Any, by_future: dict[int, dict[str, Any]], results: list[d
         try:
             result = future.result()
         except Exception as exc:  # noqa: BLE001 - recorded per item
-            result = {"item_id": item["id"], "index": item["index"], "status": "error",
-                      "labels": item.get("labels"), "grid": item.get("grid"),
-                      "prompt": item["params"].get("prompt"), "seed": item["params"].get("seed"),
-                      "error": str(exc), "error_detail": batch.describe_error(exc)}
-            logger.error("Item %s failed: %s", item["id"], exc)
+            result = error_result(item, exc)
+            # One line: the task run's own log already holds the traceback.
+            logger.error("Item %s failed: %s", item.id, result.headline())
         results.append(result)
         progress.update(len(results))
 
@@ -222,17 +220,6 @@ def find_nightly_recipes(folder: Path) -> list[Path]:
         if isinstance(data, dict) and data.get("nightly") is True:
             found.append(path)
     return found
-
-
-def _run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
-
-
-def _want_upload(recipe_obj: Any, upload: bool | None, settings: Any) -> bool:
-    if upload is not None:
-        return upload
-    wanted = bool(getattr(getattr(recipe_obj, "output", None), "upload", False))
-    return wanted and settings.storage_configured
 
 
 __all__ = ["find_nightly_recipes", "render_nightly", "render_recipe"]

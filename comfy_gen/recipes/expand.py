@@ -9,9 +9,7 @@ params, backend), so ids do not depend on item order or on the machine.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -19,6 +17,7 @@ from typing import Any
 
 from comfy_gen.config import Settings, get_settings
 from comfy_gen.errors import ConfigError, PolicyViolation, RecipeError
+from comfy_gen.hashing import digest
 from comfy_gen.params import GenerationParams, LoraSpec
 from comfy_gen.recipes.categories import compose_set, effective_recipe_tier, get_registry_for, merge_params
 from comfy_gen.recipes.model import Axis, PromptSpec, Recipe, RecipeItem, RecipeProblem
@@ -53,14 +52,20 @@ class Expansion:
     tier: str
 
 
-def item_id(workflow: str, params: GenerationParams, backend: str) -> str:
-    """First 16 hex of sha256 over canonical JSON of workflow + params + backend."""
-    return _digest({"workflow": workflow, "params": params.to_dict(), "backend": backend})[:ID_HEX]
+#: Version of the item-id rule. v1 hashed the backend too; v2 does not.
+#: ``legacy_item_id`` keeps v1 so output folders written by it are migrated
+#: (renamed) instead of re-rendered: see ``comfy_gen.runs.migrate_items``.
+ITEM_ID_VERSION = 2
 
 
-def _digest(data: dict[str, Any]) -> str:
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+def item_id(workflow: str, params: GenerationParams) -> str:
+    """First 16 hex of sha256 over canonical JSON of workflow + params."""
+    return digest({"workflow": workflow, "params": params.to_dict()}, ID_HEX)
+
+
+def legacy_item_id(workflow: str, params: GenerationParams, backend: str) -> str:
+    """The v1 id (backend included), for migrating folders written before v2."""
+    return digest({"workflow": workflow, "params": params.to_dict(), "backend": backend}, ID_HEX)
 
 
 def dimensions(recipe: Recipe) -> list[Dimension]:
@@ -152,8 +157,6 @@ def expand_recipe(recipe: Recipe, *, settings: Settings | None = None, registry:
         registry = get_registry_for(settings, registry)
     default_seed = derive_seeds(recipe.name, 1)[0]
     compositions: dict[tuple[tuple[str, ...], str], tuple[GenerationParams, list[str]]] = {}
-    validation = recipe.validation.to_dict()
-    refinement = recipe.refinement.to_dict()
     items: list[RecipeItem] = []
     seen: set[str] = set()
     ranges = [range(d.size) for d in dims]
@@ -173,7 +176,7 @@ def expand_recipe(recipe: Recipe, *, settings: Settings | None = None, registry:
                                             registry=registry, tier=tier, cache=compositions)
         params = merge_params(recipe.defaults, composed, explicit)
         backend = _backend_for(recipe, params)
-        iid = item_id(recipe.workflow, params, backend)
+        iid = item_id(recipe.workflow, params)
         if iid in seen:
             log.info("recipe %s: dropping a duplicate item (%s)", recipe.name, labels)
             continue
@@ -183,8 +186,8 @@ def expand_recipe(recipe: Recipe, *, settings: Settings | None = None, registry:
             grid = (combo[dims.index(rows_dim)] if rows_dim else 0, combo[dims.index(cols_dim)] if cols_dim else 0)
         items.append(RecipeItem(
             id=iid, index=len(items), params=params, workflow=recipe.workflow, backend=backend,
-            labels=labels, grid=grid, categories=categories, validation=dict(validation),
-            refinement=dict(refinement)))
+            labels=labels, grid=grid, categories=categories, validation=recipe.validation,
+            refinement=recipe.refinement))
     return Expansion(items=items, rows_axis=rows_dim.key if rows_dim else None,
                      cols_axis=cols_dim.key if cols_dim else None, tier=tier)
 
@@ -195,11 +198,12 @@ def expand(recipe: Recipe, *, settings: Settings | None = None, registry: Any = 
 
 
 def _backend_for(recipe: Recipe, params: GenerationParams) -> str:
-    # Chosen from the params hash, not the item index, so reordering a recipe
-    # moves no item to another backend (and so changes no id).
+    # The preferred placement, chosen from the params hash (not the item index)
+    # so reordering a recipe moves no item to another backend. Placement only:
+    # it is not part of the item's identity.
     if len(recipe.backends) == 1:
         return recipe.backends[0]
-    h = int(_digest({"workflow": recipe.workflow, "params": params.to_dict()})[:8], 16)
+    h = int(digest({"workflow": recipe.workflow, "params": params.to_dict()})[:8], 16)
     return recipe.backends[h % len(recipe.backends)]
 
 

@@ -58,6 +58,15 @@ class ValidationConfig:
                 "positive_threshold": self.positive_threshold,
                 "delta_threshold": self.delta_threshold, "allow_skip": self.allow_skip}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "ValidationConfig":
+        data = data or {}
+        delta = data.get("delta_threshold")
+        return cls(enabled=bool(data.get("enabled", False)), validator=str(data.get("validator", "clip")),
+                   positive_threshold=float(data.get("positive_threshold", 25.0)),
+                   delta_threshold=None if delta is None else float(delta),
+                   allow_skip=bool(data.get("allow_skip", False)))
+
 
 @dataclass(frozen=True)
 class RefinementConfig:
@@ -68,6 +77,12 @@ class RefinementConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"strategy": self.strategy, "max_attempts": self.max_attempts}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "RefinementConfig":
+        data = data or {}
+        return cls(strategy=str(data.get("strategy", "progressive")),
+                   max_attempts=int(data.get("max_attempts", 1)))
 
 
 @dataclass(frozen=True)
@@ -139,7 +154,8 @@ class Recipe:
 
 @dataclass(frozen=True)
 class RecipeItem:
-    """One fully resolved render. ``id`` hashes workflow + params + backend."""
+    """One fully resolved render. ``id`` hashes workflow + params (what is
+    rendered); ``backend`` is only where it is preferably placed."""
 
     id: str
     index: int
@@ -149,16 +165,16 @@ class RecipeItem:
     labels: dict[str, str] = field(default_factory=dict)
     grid: tuple[int, int] | None = None
     categories: list[str] = field(default_factory=list)
-    validation: dict[str, Any] = field(default_factory=dict)
-    refinement: dict[str, Any] = field(default_factory=dict)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    refinement: RefinementConfig = field(default_factory=RefinementConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "index": self.index, "params": self.params.to_dict(),
             "workflow": self.workflow, "backend": self.backend, "labels": dict(self.labels),
             "grid": list(self.grid) if self.grid is not None else None,
-            "categories": list(self.categories), "validation": dict(self.validation),
-            "refinement": dict(self.refinement),
+            "categories": list(self.categories), "validation": self.validation.to_dict(),
+            "refinement": self.refinement.to_dict(),
         }
 
     @classmethod
@@ -171,6 +187,6 @@ class RecipeItem:
             labels=dict(data.get("labels") or {}),
             grid=(int(grid[0]), int(grid[1])) if grid is not None else None,
             categories=list(data.get("categories") or []),
-            validation=dict(data.get("validation") or {}),
-            refinement=dict(data.get("refinement") or {}),
+            validation=ValidationConfig.from_dict(data.get("validation")),
+            refinement=RefinementConfig.from_dict(data.get("refinement")),
         )

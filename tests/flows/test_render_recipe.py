@@ -125,8 +125,8 @@ def test_validation_refines_failing_items_and_keeps_the_best_attempt(
     summary = _render(path)
     assert summary["jobs"] == 0 and summary["cached"] == 2
     results = [json.loads(line) for line in (Path(summary["run_dir"]) / "results.jsonl").read_text().splitlines()]
-    assert [r["outcome"] for r in results] == ["passed", "passed"]
-    assert [r["previous_status"] for r in results] == ["best_effort", "best_effort"]
+    assert [(r["verdict"], r["source"]) for r in results] == [("passed", "cached"), ("passed", "cached")]
+    assert summary["counts"] == {"passed": 2}
 
     forced = _render(path, force=True)
     assert forced["counts"] == {"passed": 2} and forced["jobs"] == 2 and forced["pass_rate"] == 1.0
@@ -333,3 +333,30 @@ def test_nightly_renders_every_nightly_recipe_and_survives_a_failing_one(emulato
     out = Path(os.environ["COMFY_GEN_OUTPUT_DIR"])
     assert len(list((out / "b-nightly" / "items").glob("*.png"))) == 2
     assert not (out / "c-daytime").exists()
+
+
+def test_each_item_task_run_ends_in_a_state_named_for_its_verdict(
+        emulator_factory, use_backend, write_recipe, monkeypatch, tiny_clip_dir):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterName
+
+    emu = emulator_factory()
+    use_backend(emu.url)
+    monkeypatch.setenv("COMFY_GEN_CLIP_MODEL", str(tiny_clip_dir))
+    reset_settings_cache()
+    path = write_recipe("verdicts", """
+        name: verdicts
+        workflow: tiny-sd15.json
+        prompts: [a red car]
+        seeds: [5]
+        validation: {enabled: true, positive_threshold: 100}
+        refinement: {strategy: progressive, max_attempts: 2}
+    """)
+    summary = _render(path)
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[summary["flow_run_id"]])),
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="item-")))
+    (task_run,) = runs
+    assert task_run.state.is_completed() and task_run.state.name == "Best effort"
+    assert "CLIP" in (task_run.state.message or "") and "after 2 attempts" in task_run.state.message

@@ -10,6 +10,7 @@ import pytest
 from comfy_gen.config import Settings
 from comfy_gen.params import GenerationParams, LoraSpec
 from comfy_gen.recipes import RecipeItem, derive_seeds, expand, expand_recipe, item_id, load_recipe
+from comfy_gen.recipes.expand import legacy_item_id
 
 def load_expand(write_recipe, settings: Settings, text: str, **kw: object) -> list[RecipeItem]:
     return expand(load_recipe(write_recipe(text, **kw), settings=settings), settings=settings)
@@ -56,16 +57,18 @@ def test_ids_independent_of_order_and_key_layout(write_recipe, settings: Setting
     assert sorted(i.id for i in a) == sorted(i.id for i in b)  # ...same items
 
 
-def test_id_is_sha256_of_workflow_params_backend(write_recipe, settings: Settings) -> None:
+def test_id_is_sha256_of_workflow_and_params_not_backend(write_recipe, settings: Settings) -> None:
     (item,) = load_expand(write_recipe, settings, "name: one\nworkflow: tiny-sd15.json\nprompts: [a cup]\nseeds: [5]\n")
     import hashlib
 
-    blob = json.dumps({"workflow": "tiny-sd15.json", "params": item.params.to_dict(), "backend": "default"},
+    blob = json.dumps({"workflow": "tiny-sd15.json", "params": item.params.to_dict()},
                       sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert item.id == hashlib.sha256(blob.encode()).hexdigest()[:16]
-    assert item.id == item_id(item.workflow, item.params, item.backend)
-    other = item_id(item.workflow, item.params.replace(seed=6), item.backend)
+    assert item.id == item_id(item.workflow, item.params)
+    other = item_id(item.workflow, item.params.replace(seed=6))
     assert other != item.id
+    # Placement is not identity: the same item on another backend keeps its id.
+    assert legacy_item_id(item.workflow, item.params, "default") != item.id
 
 
 def test_cartesian_matrix_order_labels_and_grid(write_recipe, settings: Settings) -> None:
@@ -245,10 +248,10 @@ def test_item_round_trip_keeps_id(write_recipe, settings: Settings) -> None:
         data = json.loads(json.dumps(item.to_dict()))
         back = RecipeItem.from_dict(data)
         assert back == item
-        assert item_id(back.workflow, back.params, back.backend) == item.id
-    assert items[0].validation == {"enabled": True, "validator": "clip", "positive_threshold": 21.0,
-                                   "delta_threshold": None, "allow_skip": False}
-    assert items[0].refinement == {"strategy": "seed_search", "max_attempts": 3}
+        assert item_id(back.workflow, back.params) == item.id
+    assert items[0].validation.to_dict() == {"enabled": True, "validator": "clip", "positive_threshold": 21.0,
+                                             "delta_threshold": None, "allow_skip": False}
+    assert items[0].refinement.to_dict() == {"strategy": "seed_search", "max_attempts": 3}
 
 
 def test_two_thousand_items_unique(write_recipe, settings: Settings) -> None:
