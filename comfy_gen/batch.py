@@ -1,7 +1,7 @@
 """Batch rendering of recipe items: the plain functions behind the Prefect flow.
 
 ``BatchRun`` holds what one run shares across its items (clients, GPU gates,
-the batching CLIP scorer, storage, the outbox); ``run_item`` renders one item
+the prepared validation plan, storage, the outbox); ``run_item`` renders one item
 from cache check to upload and returns a small JSON-safe dict (paths, keys and
 scores, never image bytes). The flow in ``flows/`` wraps these in tasks.
 
@@ -29,9 +29,9 @@ from typing import Any
 
 from comfy_gen.config import Settings
 from comfy_gen.errors import ComfyGenError, ExecutionInterrupted, is_transient
-from comfy_gen.generation import Outcome, Thresholds, judge, run_attempts
+from comfy_gen.generation import Outcome, run_attempts
 from comfy_gen.params import resolve_seed
-from comfy_gen.validation.base import default_positive_threshold
+from comfy_gen.validation.plan import PreparedPlan
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,7 @@ class BatchRun:
     force: bool = False
     upload: bool = False
     flow_run_id: str | None = None
-    scorer: Any | None = None       # BatchingScorer or None
-    validation_skipped: bool = False
+    validation: PreparedPlan | None = None   # set by preflight when the items ask for validation
     clients: dict[str, Any] = field(default_factory=dict)
     gates: dict[str, Any] = field(default_factory=dict)
     storage: Any | None = None
@@ -59,6 +58,10 @@ class BatchRun:
     _outstanding: dict[str, str] = field(default_factory=dict)   # prompt id -> backend
     _workflows: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def validation_skipped(self) -> bool:
+        return self.validation is not None and self.validation.skipped
 
     # -- folders (the layout is defined once, in comfy_gen.storage.LocalStore) ---
     @property
@@ -158,8 +161,8 @@ class BatchRun:
         if not self.cancelled.is_set():
             for client in self.clients.values():
                 client.close()
-        if self.scorer is not None and hasattr(self.scorer, "close"):
-            self.scorer.close()
+        if self.validation is not None:
+            self.validation.close()
 
 
 class _CancellableGate:
@@ -229,15 +232,11 @@ def upload_cached(run: BatchRun, item: Any) -> dict[str, Any]:
 def _reevaluate(run: BatchRun, item: Any, result: dict[str, Any]) -> str | None:
     """The stored image judged by the item's *current* thresholds (no GPU work):
     changing a threshold re-judges, it does not re-render."""
-    validation = dict(getattr(item, "validation", None) or {})
     scores = result.get("scores")
-    if not validation.get("enabled") or not scores:
+    if run.validation is None or not run.validation.plan.enabled or not scores:
         return result.get("status")
-    positive = validation.get("positive_threshold")
-    if positive is None:
-        positive = default_positive_threshold(run.settings.clip_model)
-    passed, _ = judge(scores, Thresholds(positive=positive, delta=validation.get("delta_threshold")))
-    return "passed" if passed else "best_effort"
+    verdicts = run.validation.rejudge(result.get("verdicts") or scores)
+    return "passed" if all(v.passed for v in verdicts) else "best_effort"
 
 
 def run_item(run: BatchRun, item: Any) -> dict[str, Any]:
@@ -276,11 +275,7 @@ def run_item(run: BatchRun, item: Any) -> dict[str, Any]:
             if begin is not None:
                 spans.append([begin, ts / 1000.0])
 
-    validation = dict(getattr(item, "validation", None) or {})
     refinement = dict(getattr(item, "refinement", None) or {})
-    scorer = run.scorer if validation.get("enabled") and not run.validation_skipped else None
-    thresholds = Thresholds(positive=validation.get("positive_threshold"),
-                            delta=validation.get("delta_threshold"))
     work_dir = run.run_dir   # attempts land in this run's folder; overlapping runs never share files
     submitted: list[str] = []
 
@@ -291,7 +286,7 @@ def run_item(run: BatchRun, item: Any) -> dict[str, Any]:
     try:
         outcome: Outcome = run_attempts(
             run.client(item.backend), workflow, item.params, dest_dir=work_dir, name=item.id,
-            scorer=scorer, thresholds=thresholds,
+            validation=run.validation,
             strategy=refinement.get("strategy", "progressive"),
             max_attempts=int(refinement.get("max_attempts", 1)),
             validation_prompt=item.params.prompt, job_key=key + nonce, on_event=on_event,
@@ -313,6 +308,7 @@ def finalize_item(run: BatchRun, item: Any, key: str, outcome: Outcome,
         "item_id": item.id, "index": item.index, "status": outcome.status,
         "attempts": len(outcome.attempts), "best_attempt": best.number if best else None,
         "scores": best.scores if best else None, "prompt": item.params.prompt,
+        "verdicts": [v.to_dict() for v in best.verdicts] if best else [],
         "seed": best.params.seed if best else item.params.seed,
         "labels": dict(getattr(item, "labels", {}) or {}),
         "grid": list(item.grid) if getattr(item, "grid", None) else None,
