@@ -1,8 +1,8 @@
 """Batch rendering of recipe items: the plain functions behind the Prefect flow.
 
 ``BatchRun`` holds what one run shares across its items (the backend pool,
-the batching CLIP scorer, storage, the outbox); ``run_item`` renders one item
-from cache check to upload and returns an ``ItemResult`` (paths, keys and
+the prepared validation plan, storage, the outbox); ``run_item`` renders one
+item from cache check to upload and returns an ``ItemResult`` (paths, keys and
 scores, never image bytes). The flow in ``flows/`` wraps these in tasks;
 ``comfy_gen.runs`` plans a run before and records it after.
 
@@ -32,12 +32,12 @@ from comfy_gen.comfyui.events import Event, ExecutionError, ExecutionInterrupted
 from comfy_gen.comfyui.events import ExecutionStart, ExecutionSuccess
 from comfy_gen.config import Settings
 from comfy_gen.errors import ComfyGenError, ExecutionInterrupted
-from comfy_gen.generation import Outcome, judge, run_attempts
+from comfy_gen.generation import Outcome, run_attempts
 from comfy_gen.hashing import digest
 from comfy_gen.params import resolve_seed
 from comfy_gen.results import ItemResult, Span, as_verdict
 from comfy_gen.storage import LocalStore, sidecar_path
-from comfy_gen.validation.base import Thresholds, default_positive_threshold
+from comfy_gen.validation.plan import PreparedPlan
 
 if TYPE_CHECKING:  # pragma: no cover
     from comfy_gen.recipes import Recipe, RecipeItem
@@ -58,8 +58,7 @@ class BatchRun:
     force: bool = False
     upload: bool = False
     flow_run_id: str | None = None
-    scorer: Any | None = None       # BatchingScorer or None
-    validation_skipped: bool = False
+    validation: PreparedPlan | None = None   # set by preflight when the items ask for validation
     storage: "Storage | None" = None
     outbox: "Outbox | None" = None
     layout: tuple[str | None, str | None] = (None, None)   # contact-sheet rows/cols axes
@@ -71,6 +70,10 @@ class BatchRun:
 
     def __post_init__(self) -> None:
         self.backends = BackendPool(self.settings, cancelled=self.cancelled)
+
+    @property
+    def validation_skipped(self) -> bool:
+        return self.validation is not None and self.validation.skipped
 
     # -- folders (the layout is defined once, in comfy_gen.storage.LocalStore) ---
     @property
@@ -141,8 +144,8 @@ class BatchRun:
 
     def close(self) -> None:
         self.backends.close()
-        if self.scorer is not None and hasattr(self.scorer, "close"):
-            self.scorer.close()
+        if self.validation is not None:
+            self.validation.close()
 
 
 def job_key(workflow: dict[str, Any], item: "RecipeItem") -> str:
@@ -194,15 +197,10 @@ def upload_cached(run: BatchRun, item: "RecipeItem") -> dict[str, Any]:
 def _reevaluate(run: BatchRun, item: "RecipeItem", stored: ItemResult) -> Any:
     """The stored image judged by the item's *current* thresholds (no GPU work):
     changing a threshold re-judges, it does not re-render."""
-    validation = item.validation
-    scores = stored.scores
-    if not validation.enabled or not scores:
+    if run.validation is None or not run.validation.plan.enabled or not stored.scores:
         return stored.verdict
-    positive = validation.positive_threshold
-    if positive is None:
-        positive = default_positive_threshold(run.settings.clip_model)
-    passed, _ = judge(dict(scores), Thresholds(positive=positive, delta=validation.delta_threshold))
-    return "passed" if passed else "best_effort"
+    verdicts = run.validation.rejudge([v.to_dict() for v in stored.verdicts] or dict(stored.scores))
+    return "passed" if all(v.passed for v in verdicts) else "best_effort"
 
 
 class _SpanRecorder:
@@ -246,10 +244,7 @@ def run_item(run: BatchRun, item: "RecipeItem") -> ItemResult:
     # adopts the job its first try queued instead of queueing a duplicate.
     nonce = f"/force-{run.run_id}" if run.force else ""
     spans = _SpanRecorder()
-    validation = item.validation
     refinement = item.refinement
-    scorer = run.scorer if validation.enabled and not run.validation_skipped else None
-    thresholds = Thresholds(positive=validation.positive_threshold, delta=validation.delta_threshold)
     backend = run.backends.lease(item.backend)
     submitted: list[str] = []
 
@@ -261,8 +256,7 @@ def run_item(run: BatchRun, item: "RecipeItem") -> ItemResult:
         outcome: Outcome = run_attempts(
             backend.client, workflow, item.params,
             # Attempts land in this run's folder: overlapping runs never share files.
-            dest_dir=run.run_dir, name=item.id,
-            scorer=scorer, thresholds=thresholds,
+            dest_dir=run.run_dir, name=item.id, validation=run.validation,
             strategy=refinement.strategy, max_attempts=refinement.max_attempts,
             validation_prompt=item.params.prompt, job_key=key + nonce, on_event=spans,
             gate=backend.gate, timeout=run.settings.job_timeout,
@@ -286,6 +280,7 @@ def finalize_item(run: BatchRun, item: "RecipeItem", key: str, outcome: Outcome,
         labels=dict(item.labels), grid=item.grid, backend=backend or item.backend,
         attempts=len(outcome.attempts), best_attempt=best.number if best else None,
         scores=best.scores if best else None, reason=best.reason if best else None,
+        verdicts=tuple(best.verdicts) if best else (),
         prompt_id=best.prompt_id if best else None,
         jobs=len(outcome.attempts) + len(outcome.errors), gpu_spans=spans,
         elapsed_seconds=round(elapsed, 3), validation_skipped=run.validation_skipped,

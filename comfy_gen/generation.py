@@ -1,9 +1,9 @@
 """One generation with validation and refinement: the attempt loop.
 
-``run_attempts`` renders attempt 1, scores it, and while it fails the thresholds
-asks the refinement strategy for the next parameters, up to ``max_attempts``.
-The best attempt is kept (the original overwrote it with the last one); every
-attempt's parameters and scores are returned for the metadata.
+``run_attempts`` renders attempt 1, judges it with the prepared validation plan
+(one ``Verdict`` per validator), and while it fails asks the refinement strategy
+for the next parameters, up to ``max_attempts``. The best attempt is kept, not
+the last one; every attempt's parameters and verdicts are returned for the metadata.
 
 Used by ``comfy-gen generate`` and by the flow's per-item task: both render
 through ``comfy_gen.pipeline.render``.
@@ -15,13 +15,13 @@ import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Sequence
 
 from comfy_gen.errors import ComfyGenError, is_transient
 from comfy_gen.params import GenerationParams, resolve_seed
 from comfy_gen.pipeline import RenderResult, deterministic_prompt_id, remove_files, render
-from comfy_gen.validation.base import (FALLBACK_POSITIVE_THRESHOLD, Thresholds, default_positive_threshold,
-                                       evaluate_scores, select_best)
+from comfy_gen.validation.base import Thresholds, Validator
+from comfy_gen.validation.plan import PreparedPlan, Verdict, merge_scores, overall, rank_key
 
 if TYPE_CHECKING:  # pragma: no cover
     from comfy_gen.comfyui import ComfyUIClient
@@ -29,26 +29,33 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 
-class Scorer(Protocol):
-    """Anything that scores images against prompts (a Validator or a BatchingScorer)."""
-
-    def score_many(self, images: Sequence[Path], prompts: Sequence[str],
-                   negatives: Sequence[str | None] | None = None) -> list[dict[str, Any]]: ...
-
-
 @dataclass
 class Attempt:
-    """One rendered attempt and its validation."""
+    """One rendered attempt and its verdicts (none when it was not validated).
+
+    ``scores``, ``passed`` and ``reason`` are read from the verdicts, in the flat
+    shape sidecars and results carry: None when not validated.
+    """
 
     number: int
     params: GenerationParams
     prompt_id: str
     files: list[Path]
     elapsed: float
-    scores: dict[str, Any] | None = None
-    passed: bool | None = None
-    reason: str | None = None
+    verdicts: list[Verdict] = field(default_factory=list)
     cached: bool = False
+
+    @property
+    def scores(self) -> dict[str, Any] | None:
+        return merge_scores(self.verdicts) if self.verdicts else None
+
+    @property
+    def passed(self) -> bool | None:
+        return overall(self.verdicts)[0] if self.verdicts else None
+
+    @property
+    def reason(self) -> str | None:
+        return overall(self.verdicts)[1] if self.verdicts else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +63,7 @@ class Attempt:
             "params": self.params.to_dict(), "files": [str(f) for f in self.files],
             "elapsed_seconds": round(self.elapsed, 3), "scores": self.scores,
             "passed": self.passed, "reason": self.reason,
+            "verdicts": [v.to_dict() for v in self.verdicts],
         }
 
 
@@ -85,15 +93,20 @@ class Outcome:
 
 
 def best_of(attempts: Sequence[Attempt]) -> Attempt | None:
-    """Passing attempts first; among them the best scored (``select_best``: highest
-    positive score, then delta); without scores, the last attempt."""
+    """Passing attempts first; among them the best by the validators' rank keys
+    (CLIP: highest positive score, then delta, as ``select_best``; the earliest
+    wins a tie); without scores, the last attempt."""
     if not attempts:
         return None
     pool = [a for a in attempts if a.passed] or list(attempts)
     scored = [a for a in pool if a.scores]
     if not scored:
         return pool[-1]
-    return scored[select_best([a.scores or {} for a in scored])]
+    best = scored[0]
+    for attempt in scored[1:]:
+        if rank_key(attempt.verdicts) > rank_key(best.verdicts):
+            best = attempt
+    return best
 
 
 def final_status(attempts: Sequence[Attempt], best: Attempt | None, *, validated: bool) -> str:
@@ -109,16 +122,6 @@ def final_status(attempts: Sequence[Attempt], best: Attempt | None, *, validated
     return "failed"
 
 
-def judge(scores: dict[str, Any], thresholds: Thresholds, scorer: Any = None) -> tuple[bool, str]:
-    """Apply ``thresholds`` (positive None = the model's default) to one score dict."""
-    positive = thresholds.positive
-    if positive is None:
-        model = getattr(scorer, "model_name", None) or getattr(getattr(scorer, "validator", None), "model_name", None)
-        positive = default_positive_threshold(model) if model else FALLBACK_POSITIVE_THRESHOLD
-    verdict = evaluate_scores(scores, positive_threshold=positive, delta_threshold=thresholds.delta)
-    return verdict.passed, verdict.reason
-
-
 def run_attempts(
     client: "ComfyUIClient",
     workflow: dict[str, Any],
@@ -126,8 +129,9 @@ def run_attempts(
     *,
     dest_dir: Path,
     name: str,
-    scorer: Scorer | None = None,
-    thresholds: Thresholds = Thresholds(),
+    validation: PreparedPlan | None = None,
+    scorer: Validator | None = None,
+    thresholds: Thresholds | None = None,
     strategy: str = "progressive",
     max_attempts: int = 1,
     validation_prompt: str | None = None,
@@ -140,11 +144,15 @@ def run_attempts(
     rng: random.Random | None = None,
     keep_all: bool = False,
 ) -> Outcome:
-    """Render until an attempt passes ``thresholds`` or ``max_attempts`` is reached.
+    """Render until an attempt passes ``validation`` or ``max_attempts`` is reached.
 
     ``job_key`` makes prompt ids deterministic (so a re-run adopts a job an
-    earlier run queued). Without a ``scorer`` exactly one attempt is made.
+    earlier run queued). Without an active ``validation`` (None, disabled or
+    skipped) exactly one attempt is made and the outcome is ``unvalidated``.
     Files of attempts that were not kept are deleted unless ``keep_all``.
+
+    ``scorer`` + ``thresholds`` (a loaded validator) are the older form of
+    ``validation``, kept while ``comfy-gen generate`` still passes them.
     """
     from comfy_gen.strategies import next_params
     from comfy_gen.workflow import get_params
@@ -154,8 +162,12 @@ def run_attempts(
     # The caller's seed, never the one baked into the file (None/-1 = random), so
     # repeated runs never silently reuse the workflow's seed.
     base = base.replace(seed=resolve_seed(params.seed, rng))
-    limit = max(1, max_attempts if scorer is not None else 1)
-    outcome = Outcome(strategy=strategy if limit > 1 else None, max_attempts=limit)
+    if validation is None and scorer is not None:
+        validation = PreparedPlan.for_validator(scorer, thresholds or Thresholds())
+    plan = validation if validation is not None and validation.active else None
+    limit = max(1, max_attempts if plan is not None else 1)
+    outcome = Outcome(strategy=strategy if limit > 1 else None, max_attempts=limit,
+                      validation_skipped=validation is not None and validation.skipped)
     check_prompt = validation_prompt if validation_prompt is not None else (base.prompt or "")
 
     current = base
@@ -181,30 +193,20 @@ def run_attempts(
             break
         attempt = Attempt(number=number, params=current, prompt_id=result.prompt_id,
                           files=result.files, elapsed=result.elapsed, cached=result.cached)
-        if scorer is not None and result.files:
-            scores = _score(scorer, result.files[0], check_prompt, current.negative_prompt or None)
-            attempt.scores = scores
-            attempt.passed, attempt.reason = judge(scores, thresholds, scorer)
+        if plan is not None and result.files:
+            attempt.verdicts = plan.judge(result.files[0], check_prompt, current.negative_prompt or None)
         outcome.attempts.append(attempt)
         if on_attempt:
             on_attempt(attempt)
-        if scorer is None or attempt.passed:
+        if plan is None or attempt.passed:
             break
         log.info("Attempt %d of %s failed validation: %s", number, name, attempt.reason)
 
     outcome.best = best_of(outcome.attempts)
-    outcome.status = final_status(outcome.attempts, outcome.best, validated=scorer is not None)
+    outcome.status = final_status(outcome.attempts, outcome.best, validated=plan is not None)
     if not keep_all:
         remove_files([f for a in outcome.attempts if a is not outcome.best for f in a.files])
     return outcome
-
-
-def _score(scorer: Any, image: Path, prompt: str, negative: str | None) -> dict[str, Any]:
-    # A BatchingScorer scores one image per call (batched with other threads);
-    # a plain validator takes lists.
-    if hasattr(scorer, "score"):
-        return dict(scorer.score(image, prompt, negative))
-    return dict(scorer.score_many([image], [prompt], [negative])[0])
 
 
 def _merge(base: GenerationParams, override: GenerationParams) -> GenerationParams:

@@ -15,11 +15,14 @@ import uuid
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from comfy_gen import jsonschemas
 from comfy_gen.errors import MetadataNotFound, UsageError
 from comfy_gen.storage.local import atomic_write_bytes, atomic_write_json, sidecar_path
+
+if TYPE_CHECKING:  # pragma: no cover
+    from comfy_gen.validation.plan import Verdict
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "metadata.schema.json"
 METADATA_CHUNK = "comfygen_metadata"
@@ -79,6 +82,7 @@ def _loras(items: Any) -> list[dict[str, Any]]:
 def build_metadata(*, params: Any, workflow_name: str | None = None, model: str | None = None,
                    vae: str | None = None, prompt_id: str | None = None, generation_id: str | None = None,
                    preset: str | None = None, validation: dict[str, Any] | None = None,
+                   verdicts: "Sequence[Verdict] | None" = None,
                    quality: dict[str, Any] | None = None, attempts: list[dict[str, Any]] | None = None,
                    max_attempts: int | None = None, strategy: str | None = None,
                    final_status: str | None = None, storage: dict[str, Any] | None = None,
@@ -88,18 +92,24 @@ def build_metadata(*, params: Any, workflow_name: str | None = None, model: str 
     """The metadata document of one finished image (sections as in the original).
 
     ``params`` is a GenerationParams or its ``to_dict()`` for the image as rendered
-    (the last attempt's values, not the first's). ``attempts`` lists
-    ``{"params": ..., "scores": ...}`` per attempt. ``organization.tags`` may be
-    a ``"k:v,flag"`` string.
+    (the last attempt's values, not the first's). ``verdicts`` (the kept attempt's)
+    give the ``validation`` section; a ready ``validation`` dict is used as given.
+    ``attempts`` lists ``{"params": ..., "scores": ...}`` per attempt.
+    ``organization.tags`` may be a ``"k:v,flag"`` string.
     """
     from comfy_gen import __version__
 
+    from comfy_gen.validation.plan import validation_block
+
     p = _params_dict(params)
     width, height = p.get("width"), p.get("height")
-    if quality is None and validation and validation.get("positive_score") is not None:
-        # No quality scoring ran: CLIP prompt adherence is the only score we have.
+    if validation is None and verdicts:
+        validation = validation_block(verdicts)
+    adherence = _prompt_adherence(validation) if quality is None and validation else None
+    if adherence:
+        # No quality scoring ran: the validators' prompt scores are the only scores we have.
         quality = {"composite_score": None, "grade": None, "technical": None, "aesthetic": None,
-                   "prompt_adherence": {"clip": validation["positive_score"]}, "detail": None}
+                   "prompt_adherence": adherence, "detail": None}
     attempt_list = [{"params": _params_dict(a.get("params")), "scores": a.get("scores")}
                     for a in attempts or []]
     org = dict(organization or {})
@@ -136,6 +146,22 @@ def build_metadata(*, params: Any, workflow_name: str | None = None, model: str 
     if extra:
         meta["extra"] = extra
     return meta
+
+
+def _prompt_adherence(validation: Mapping[str, Any]) -> dict[str, Any]:
+    """Each validator's ``positive_score`` by validator name, from the verdicts of a
+    validation section; a flat section without verdicts is the default validator's."""
+    from comfy_gen.validation.plan import DEFAULT_VALIDATOR
+
+    entries = validation.get("verdicts")
+    if not entries:
+        entries = [{"validator": validation.get("validator") or DEFAULT_VALIDATOR, "scores": validation}]
+    adherence: dict[str, Any] = {}
+    for entry in entries:
+        score = (entry.get("scores") or {}).get("positive_score")
+        if score is not None:
+            adherence.setdefault(str(entry.get("validator") or DEFAULT_VALIDATOR), score)
+    return adherence
 
 
 def load_schema() -> dict[str, Any]:

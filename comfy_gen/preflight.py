@@ -3,18 +3,21 @@
 * every distinct composed workflow of the batch (per backend) against that
   backend's ``/object_info``: unknown nodes, missing models (with suggestions),
   out-of-range values;
-* the validator, when any item asks for validation: a model that cannot be
-  loaded fails the run here, unless every such item allows skipping validation.
+* the validation plan, when the items ask for validation: a validator that
+  cannot be loaded fails the run here, unless the plan allows skipping.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from comfy_gen.errors import PreflightError, ValidatorUnavailable
+from comfy_gen.errors import PreflightError
 from comfy_gen.hashing import digest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from comfy_gen.validation.plan import ValidationPlan
 
 log = logging.getLogger(__name__)
 
@@ -47,28 +50,29 @@ def check_jobs(run: Any, items: list[Any]) -> list[str]:
     return problems
 
 
+def validation_plan(items: list[Any]) -> "ValidationPlan":
+    """The one validation plan of a batch: every item of a recipe carries the same section."""
+    from comfy_gen.validation.plan import ValidationPlan
+
+    plans = {ValidationPlan.from_config(it.validation) for it in items}
+    enabled = {plan for plan in plans if plan.enabled}
+    if len(enabled) > 1:
+        raise RuntimeError(f"The items of one run ask for {len(enabled)} different validation plans")
+    return enabled.pop() if enabled else ValidationPlan()
+
+
 def setup_validation(run: Any, items: list[Any]) -> list[str]:
-    """Load the validator once for the run (a BatchingScorer shared by all items).
+    """Prepare the batch's validation plan once (its validators loaded and batched
+    across items) and keep it on ``run.validation``.
 
     Returns warnings. Raises ValidatorUnavailable when validation is required
-    and the model cannot be loaded.
+    and a validator cannot be loaded (unless the plan allows skipping).
     """
-    wanted = [it for it in items if it.validation.enabled]
-    if not wanted:
+    plan = validation_plan(items)
+    if not plan.enabled:
         return []
-    from comfy_gen.validation import BatchingScorer, get_validator
-
-    model = run.settings.clip_model
-    try:
-        validator = get_validator(model)
-    except ValidatorUnavailable as exc:
-        if all(it.validation.allow_skip for it in wanted):
-            run.validation_skipped = True
-            return [f"VALIDATION SKIPPED: {exc.message} (the recipe allows skipping validation; "
-                    "images are kept unvalidated)"]
-        raise
-    run.scorer = BatchingScorer(validator, max_batch=run.settings.clip_batch_size)
-    return []
+    run.validation = plan.prepare(run.settings, batching=True)
+    return list(run.validation.warnings)
 
 
 def preflight_batch(run: Any, payload: list[dict[str, Any]]) -> dict[str, Any]:

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence, cast
 
 from comfy_gen.errors import ComfyGenError, is_transient
+from comfy_gen.validation.plan import Verdict
 
-Verdict = Literal["passed", "best_effort", "unvalidated", "failed", "error"]
+ItemVerdict = Literal["passed", "best_effort", "unvalidated", "failed", "error"]
 Source = Literal["rendered", "cached", "none"]
 VERDICTS: tuple[str, ...] = ("passed", "best_effort", "unvalidated", "failed", "error")
 
@@ -38,7 +39,7 @@ class ItemResult:
 
     item_id: str
     index: int
-    verdict: Verdict
+    verdict: ItemVerdict
     source: Source = "rendered"
     prompt: str | None = None
     seed: int | None = None
@@ -47,8 +48,9 @@ class ItemResult:
     backend: str | None = None
     attempts: int = 0
     best_attempt: int | None = None
-    scores: Mapping[str, Any] | None = None
+    scores: Mapping[str, Any] | None = None      # the kept attempt's scores, every validator merged
     reason: str | None = None
+    verdicts: tuple[Verdict, ...] = ()          # the kept attempt's verdict from each validator
     prompt_id: str | None = None
     file: str | None = None
     sidecar: str | None = None
@@ -98,6 +100,7 @@ class ItemResult:
         data["gpu_spans"] = [list(s) for s in self.gpu_spans]
         data["scores"] = dict(self.scores) if self.scores is not None else None
         data["error_detail"] = dict(self.error_detail) if self.error_detail is not None else None
+        data["verdicts"] = [v.to_dict() for v in self.verdicts]
         return data
 
     def to_record(self) -> dict[str, Any]:
@@ -121,6 +124,7 @@ class ItemResult:
         values["grid"] = (int(grid[0]), int(grid[1])) if grid else None
         values["gpu_spans"] = tuple((float(a), float(b)) for a, b in values.get("gpu_spans") or ())
         values["labels"] = dict(values.get("labels") or {})
+        values["verdicts"] = tuple(Verdict.from_dict(v) for v in values.get("verdicts") or ())
         values.setdefault("item_id", str(data.get("item_id", "")))
         values.setdefault("index", int(data.get("index", 0)))
         return cls(**values)
@@ -238,6 +242,6 @@ def summarize(results: Sequence[ItemResult], *, wall_seconds: float) -> RunSumma
     )
 
 
-def as_verdict(status: str) -> Verdict:
+def as_verdict(status: str) -> ItemVerdict:
     """A generation outcome's status as an item verdict."""
-    return cast(Verdict, status if status in VERDICTS else "error")
+    return cast(ItemVerdict, status if status in VERDICTS else "error")

@@ -32,6 +32,7 @@ _PATTERN_MESSAGES: dict[str, str] = {
     "dir": "must be a relative folder inside the output folder (no leading '/', no '..')",
     "prefix": "may only contain letters, digits, '.', '_' and '-'",
     "strategy": "must be a strategy name (lowercase letters, digits, '_')",
+    "validator": "must be a validator name (lowercase letters, digits, '_')",
     "size": "must be WIDTHxHEIGHT, e.g. 512x768",
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from comfy_gen.params import GenerationParams
 
@@ -13,10 +13,6 @@ AXES: tuple[str, ...] = (
     "prompt", "negative_prompt", "seed", "steps", "cfg", "sampler", "scheduler",
     "width", "height", "size", "denoise", "checkpoint", "loras", "categories",
 )
-
-#: Strategies that always exist; comfy_gen.strategies may register more.
-BUILTIN_STRATEGIES: tuple[str, ...] = ("progressive", "seed_search", "prompt_enhance")
-
 
 @dataclass(frozen=True)
 class RecipeProblem:
@@ -45,7 +41,8 @@ class PromptSpec:
 
 @dataclass(frozen=True)
 class ValidationConfig:
-    """The ``validation`` section (thresholds on the CLIP 100*max(cos,0) scale)."""
+    """The ``validation`` section; ``validator`` is a registry name (comfy_gen.validation),
+    thresholds are on its scale (CLIP: 100*max(cos,0)). ``ValidationPlan.from_config`` uses it."""
 
     enabled: bool = False
     validator: str = "clip"
@@ -59,13 +56,15 @@ class ValidationConfig:
                 "delta_threshold": self.delta_threshold, "allow_skip": self.allow_skip}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "ValidationConfig":
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "ValidationConfig":
+        """The inverse of ``to_dict`` (missing keys take the defaults)."""
         data = data or {}
         delta = data.get("delta_threshold")
-        return cls(enabled=bool(data.get("enabled", False)), validator=str(data.get("validator", "clip")),
-                   positive_threshold=float(data.get("positive_threshold", 25.0)),
+        return cls(enabled=bool(data.get("enabled", cls.enabled)),
+                   validator=str(data.get("validator") or cls.validator),
+                   positive_threshold=float(data.get("positive_threshold", cls.positive_threshold)),
                    delta_threshold=None if delta is None else float(delta),
-                   allow_skip=bool(data.get("allow_skip", False)))
+                   allow_skip=bool(data.get("allow_skip", cls.allow_skip)))
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any, TypeGuard
 from comfy_gen.config import Settings
 from comfy_gen.errors import UsageError
 from comfy_gen.params import GenerationParams, LoraSpec, validate_ranges
-from comfy_gen.recipes.model import AXES, BUILTIN_STRATEGIES, Axis, PromptSpec
+from comfy_gen.recipes.model import AXES, Axis, PromptSpec
 from comfy_gen.recipes.prompts import PromptExpander, resolve_seeds, short_label
 
 #: Refuse recipes that would expand to more items than this (likely a mistake).
@@ -294,7 +294,7 @@ def parse_sheet_axes(data: dict[str, Any], axes: list[Axis], groups: list[tuple[
 
 
 def check_refs(data: dict[str, Any], out: Any, *, settings: Settings) -> tuple[str, ...]:
-    """Workflow file, backend names and strategy exist. Returns the backend names."""
+    """Workflow file, backend names, strategy and validator exist. Returns the backend names."""
     workflow = data.get("workflow")
     if isinstance(workflow, str) and _WORKFLOW_RE.fullmatch(workflow):
         folder = Path(settings.workflows_dir)
@@ -323,26 +323,28 @@ def check_refs(data: dict[str, Any], out: Any, *, settings: Settings) -> tuple[s
         if strategy not in available:
             out.add(["refinement", "strategy"],
                     f"unknown strategy {strategy!r} (available: {', '.join(available)})")
+    validation = data.get("validation")
+    if isinstance(validation, dict) and isinstance(validation.get("validator"), str):
+        validator = validation["validator"]
+        registered = known_validators()
+        if validator not in registered:
+            out.add(["validation", "validator"],
+                    f"unknown validator {validator!r} (available: {', '.join(registered)})")
     return tuple(backends) or ("default",)
 
 
 def known_strategies() -> list[str]:
-    """Built-in strategies plus those registered in comfy_gen.strategies (if present)."""
-    names = set(BUILTIN_STRATEGIES)
-    try:
-        from comfy_gen import strategies
-    except ImportError:  # module not built in this checkout
-        return sorted(names)
-    for attr in ("list_strategies", "available_strategies"):
-        fn = getattr(strategies, attr, None)
-        if callable(fn):
-            names.update(str(n) for n in fn())
-            return sorted(names)
-    for attr in ("STRATEGIES", "REGISTRY", "_REGISTRY"):
-        table = getattr(strategies, attr, None)
-        if isinstance(table, dict):
-            names.update(str(n) for n in table)
-    return sorted(names)
+    """The refinement strategies registered in comfy_gen.strategies (the one list)."""
+    from comfy_gen.strategies import list_strategies
+
+    return list_strategies()
+
+
+def known_validators() -> list[str]:
+    """The validators registered in comfy_gen.validation (imports no model code)."""
+    from comfy_gen.validation.base import list_validators
+
+    return list_validators()
 
 
 def item_count(axes: list[Axis], groups: list[tuple[str, ...]]) -> int:

@@ -4,7 +4,12 @@ Scores are dicts so they travel through Prefect results and JSON sidecars
 unchanged: ``positive_score``, ``negative_score`` (with a negative prompt),
 ``score_delta`` (positive - negative), or ``error`` when the image could not be
 scored. A validator turns one score dict into a ``ValidationResult`` with
-``evaluate``. New validators register with ``@register_validator("name")``.
+``evaluate``.
+
+A new validator is one module: a ``BaseValidator`` subclass that implements
+``score_many``, registered with ``@register_validator("name")``. Recipes name it
+in ``validation.validator``; ``comfy_gen.validation.plan`` loads, runs and
+judges it (the class hooks below are what the plan calls).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from comfy_gen.errors import UsageError
 
 if TYPE_CHECKING:
     from PIL.Image import Image
+
+    from comfy_gen.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -160,12 +167,12 @@ def warn_if_legacy_threshold(threshold: float | None) -> None:
         )
 
 
-def _rank_key(result: Any) -> tuple[int, float, float]:
-    data = result.to_dict() if hasattr(result, "to_dict") else dict(result)
-    positive = data.get("positive_score")
-    if data.get("error") or positive is None or (isinstance(positive, float) and math.isnan(positive)):
+def score_rank_key(scores: Mapping[str, Any]) -> tuple[float, ...]:
+    """Higher is better: scored before unscored, then positive score, then delta."""
+    positive = scores.get("positive_score")
+    if scores.get("error") or positive is None or (isinstance(positive, float) and math.isnan(positive)):
         return (0, -math.inf, -math.inf)
-    delta = data.get("score_delta")
+    delta = scores.get("score_delta")
     return (1, float(positive), -math.inf if delta is None else float(delta))
 
 
@@ -174,17 +181,71 @@ def select_best(results: Sequence[Mapping[str, Any] | ValidationResult]) -> int:
     the higher delta; images with errors rank last. The first wins a full tie."""
     if not results:
         raise ValueError("select_best() needs at least one result")
+    keys = [score_rank_key(r.to_dict() if isinstance(r, ValidationResult) else r) for r in results]
     best = 0
-    for i in range(1, len(results)):
-        if _rank_key(results[i]) > _rank_key(results[best]):
+    for i in range(1, len(keys)):
+        if keys[i] > keys[best]:
             best = i
     return best
 
 
+class BaseValidator:
+    """The class side of a validator, what ``ValidationPlan`` calls; subclass it,
+    implement ``score_many`` and register the class.
+
+    The hooks are class methods so that stored scores can be re-judged (a changed
+    threshold) without loading a model. Defaults: ``load`` builds ``cls()``, scores
+    pass on ``positive_score`` (and ``score_delta``) like CLIP, and attempts rank
+    by ``score_rank_key``.
+    """
+
+    name: str = "validator"
+    #: How reasons name the score ("Low positive CLIP score: ...").
+    label: str = "validator"
+
+    @classmethod
+    def load(cls, settings: "Settings") -> "Validator":
+        """A ready instance (ValidatorUnavailable when it cannot be loaded). Loading
+        is once per prepared plan: cache here when it is expensive (CLIP does)."""
+        return cls()
+
+    @classmethod
+    def default_positive_threshold(cls, settings: "Settings") -> float:
+        """The threshold used when a check gives none (no model is loaded)."""
+        return FALLBACK_POSITIVE_THRESHOLD
+
+    @classmethod
+    def judge_scores(cls, score: Mapping[str, Any], thresholds: Thresholds) -> ValidationResult:
+        """Pass rule on one score dict; ``thresholds.positive`` is already resolved."""
+        positive = FALLBACK_POSITIVE_THRESHOLD if thresholds.positive is None else thresholds.positive
+        return evaluate_scores(score, positive_threshold=positive, delta_threshold=thresholds.delta,
+                               validator=cls.name, label=cls.label)
+
+    @classmethod
+    def rank_key(cls, scores: Mapping[str, Any]) -> tuple[float, ...]:
+        """Orders attempts of one item that all pass or all fail (higher is better)."""
+        return score_rank_key(scores)
+
+    def score_many(
+        self,
+        images: Sequence[ImageInput],
+        prompts: Sequence[str] | str,
+        negatives: Sequence[str | None] | str | None = None,
+    ) -> list[dict[str, Any]]:
+        """One score dict per image; what every validator implements."""
+        raise NotImplementedError(f"{type(self).__name__} must implement score_many")
+
+    def evaluate(
+        self, score: Mapping[str, Any], thresholds: Thresholds | Mapping[str, float | None] | None = None
+    ) -> ValidationResult:
+        """``judge_scores`` with ``thresholds`` as given (positive None = the fallback)."""
+        return self.judge_scores(score, Thresholds.coerce(thresholds))
+
+
 # --- registry ------------------------------------------------------------------
 
-_V = TypeVar("_V", bound=type)
-_VALIDATORS: dict[str, type] = {}
+_V = TypeVar("_V", bound=type[BaseValidator])
+_VALIDATORS: dict[str, type[BaseValidator]] = {}
 
 
 def register_validator(name: str) -> Callable[[_V], _V]:
@@ -197,17 +258,23 @@ def register_validator(name: str) -> Callable[[_V], _V]:
     return decorator
 
 
+def unregister_validator(name: str) -> None:
+    """Forget ``name`` (tests, plugins that unload); unknown names are ignored."""
+    _VALIDATORS.pop(name, None)
+
+
 def _load_builtins() -> None:
     # Importing the module registers "clip"; it is cheap (torch is imported on first use).
     import comfy_gen.validation.clip  # noqa: F401
 
 
 def list_validators() -> list[str]:
+    """Registered validator names, sorted."""
     _load_builtins()
     return sorted(_VALIDATORS)
 
 
-def get_validator_class(name: str) -> type:
+def get_validator_class(name: str) -> type[BaseValidator]:
     """The validator class registered as ``name`` (UsageError listing known names)."""
     _load_builtins()
     try:

@@ -1,7 +1,7 @@
-"""A small dynamic batcher so per-item pipeline tasks share CLIP batches.
+"""A small dynamic batcher so per-item pipeline tasks share validator batches.
 
-Each Prefect task (one per recipe item) renders, then calls ``scorer.score(...)``
-and blocks. A background thread gathers the requests that arrive within
+Each Prefect task (one per recipe item) renders, then calls ``scorer.score_many(...)``
+(or ``score``) and blocks. A background thread gathers the requests that arrive within
 ``max_wait`` seconds of the oldest one (or ``max_batch`` of them) and scores them
 with one ``score_many`` call, so validation overlaps rendering and the model sees
 batches instead of single images.
@@ -20,9 +20,9 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping, Sequence
 
-from comfy_gen.validation.base import ImageInput, Validator
+from comfy_gen.validation.base import ImageInput, Thresholds, ValidationResult, Validator
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +32,17 @@ class _Request:
     image: ImageInput
     prompt: str
     negative: str | None
-    future: Future = field(default_factory=Future)
+    future: "Future[dict[str, Any]]" = field(default_factory=Future)
     arrived: float = field(default_factory=time.monotonic)
 
 
 class BatchingScorer:
     """Thread-safe front for ``validator.score_many``; see the module docstring.
 
-    Exceptions raised by ``score_many`` reach every caller of that batch. ``close()``
-    scores what is already queued, then stops the thread; later calls raise RuntimeError.
+    It is a Validator itself (same ``name``, ``score_many`` and ``evaluate``), so
+    callers never need to know whether they hold a batcher. Exceptions raised by
+    ``score_many`` reach every caller of that batch. ``close()`` scores what is
+    already queued, then stops the thread; later calls raise RuntimeError.
     """
 
     def __init__(self, validator: Validator, max_batch: int = 16, max_wait: float = 0.05) -> None:
@@ -49,6 +51,7 @@ class BatchingScorer:
         if max_wait < 0:
             raise ValueError("max_wait must be >= 0")
         self.validator = validator
+        self.name = validator.name
         self.max_batch = max_batch
         self.max_wait = max_wait
         self.batch_sizes: list[int] = []  # one entry per score_many call (stats, tests)
@@ -67,7 +70,7 @@ class BatchingScorer:
                 raise RuntimeError("BatchingScorer is closed")
             if self._thread is None:
                 # Started lazily so a scorer that is never used costs no thread.
-                self._thread = threading.Thread(target=self._run, name="clip-batcher", daemon=True)
+                self._thread = threading.Thread(target=self._run, name=f"{self.name}-batcher", daemon=True)
                 self._thread.start()
             self._queue.append(request)
             self._cond.notify_all()
@@ -77,6 +80,27 @@ class BatchingScorer:
               timeout: float | None = None) -> dict[str, Any]:
         """Score one image, blocking until its batch is done (re-raises batch errors)."""
         return self.submit(image, prompt, negative).result(timeout)
+
+    def score_many(
+        self,
+        images: Sequence[ImageInput],
+        prompts: Sequence[str] | str,
+        negatives: Sequence[str | None] | str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The Validator call: each image joins the shared batches; blocks until all are scored."""
+        n = len(images)
+        texts = [prompts] * n if isinstance(prompts, str) else list(prompts)
+        negs: list[str | None] = [negatives] * n if negatives is None or isinstance(negatives, str) else list(negatives)
+        if len(texts) != n or len(negs) != n:
+            raise ValueError(f"expected {n} prompts and negatives (one per image)")
+        futures = [self.submit(img, p, q) for img, p, q in zip(images, texts, negs)]
+        return [f.result() for f in futures]
+
+    def evaluate(
+        self, score: Mapping[str, Any], thresholds: Thresholds | Mapping[str, float | None] | None = None
+    ) -> ValidationResult:
+        """The wrapped validator's pass rule."""
+        return self.validator.evaluate(score, thresholds)
 
     def close(self, timeout: float | None = None) -> None:
         """Finish queued requests, then stop the background thread (idempotent)."""

@@ -19,15 +19,15 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, cast
 
 from comfy_gen.errors import ValidatorUnavailable
 from comfy_gen.validation.base import (
+    BaseValidator,
     ImageInput,
     Thresholds,
     ValidationResult,
     default_positive_threshold,
-    evaluate_scores,
     register_validator,
     warn_if_legacy_threshold,
 )
@@ -35,6 +35,8 @@ from comfy_gen.validation.base import (
 if TYPE_CHECKING:
     import torch
     from PIL.Image import Image
+
+    from comfy_gen.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,8 @@ def load_clip(model_name: str, device: str) -> tuple[Any, Any]:
         from transformers.utils import logging as hf_logging
 
         # Library progress bars would land in the CLI's stderr and the flow's logs.
-        hf_logging.disable_progress_bar()
+        disable_progress_bar: Callable[[], None] = hf_logging.disable_progress_bar  # untyped upstream
+        disable_progress_bar()
         model = CLIPModel.from_pretrained(source)
         processor = CLIPProcessor.from_pretrained(source)
         # transformers types the wrapped .to() with self as its first argument.
@@ -114,7 +117,8 @@ def chunk_token_ids(ids: Sequence[int], window: int) -> list[list[int]]:
 def _features(output: Any) -> "torch.Tensor":
     # transformers 5 returns a model output with the projected embedding in
     # .pooler_output; older versions return the tensor itself.
-    return output if not hasattr(output, "pooler_output") else output.pooler_output
+    features = output if not hasattr(output, "pooler_output") else output.pooler_output
+    return cast("torch.Tensor", features)
 
 
 def _open_image(image: ImageInput) -> "Image":
@@ -136,11 +140,22 @@ def _broadcast(values: Sequence[Any] | str | None, n: int, what: str) -> list[An
 
 
 @register_validator("clip")
-class ImageValidator:
+class ImageValidator(BaseValidator):
     """CLIP validator: ``compute_clip_score`` / ``validate_image`` (the seed's API) and
     ``score_many`` for batches. Raises ``ValidatorUnavailable`` if the model cannot load."""
 
     name = "clip"
+    label = "CLIP"
+
+    @classmethod
+    def load(cls, settings: "Settings") -> "ImageValidator":
+        """The process's cached model named by ``settings.clip_model``."""
+        return get_validator(settings.clip_model)
+
+    @classmethod
+    def default_positive_threshold(cls, settings: "Settings") -> float:
+        """The per-model default (DEFAULT_POSITIVE_THRESHOLDS), without loading the model."""
+        return default_positive_threshold(settings.clip_model or DEFAULT_MODEL)
 
     def __init__(self, model_name: str | None = None, *, device: str | None = None, batch_size: int = 16) -> None:
         if model_name is None:
@@ -267,7 +282,7 @@ class ImageValidator:
         th = Thresholds.coerce(thresholds)
         warn_if_legacy_threshold(th.positive)
         positive = self.default_threshold if th.positive is None else th.positive
-        return evaluate_scores(score, positive_threshold=positive, delta_threshold=th.delta, validator=self.name)
+        return self.judge_scores(score, Thresholds(positive, th.delta))
 
     def validate_image(
         self,

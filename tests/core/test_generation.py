@@ -6,17 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from comfy_gen.generation import Attempt, best_of, final_status, judge
+from comfy_gen.generation import Attempt, best_of, final_status
 from comfy_gen.params import GenerationParams
-from comfy_gen.validation import Thresholds
+from comfy_gen.validation.plan import Verdict
 
 
 def _att(number: int, score: float | None, passed: bool | None, error: str | None = None) -> Attempt:
     scores = None if score is None and error is None else {"positive_score": score}
     if error:
         scores = {**(scores or {}), "error": error}
+    verdicts = [] if passed is None else [Verdict("clip", passed, scores or {}, "ok" if passed else "low")]
     return Attempt(number=number, params=GenerationParams(seed=number), prompt_id=f"p{number}",
-                   files=[Path(f"a{number}.png")], elapsed=0.1, scores=scores, passed=passed)
+                   files=[Path(f"a{number}.png")], elapsed=0.1, verdicts=verdicts)
 
 
 @pytest.mark.parametrize(
@@ -43,18 +44,21 @@ def test_unvalidated_run_keeps_its_only_attempt():
     assert final_status([only], only, validated=False) == "unvalidated"
 
 
-@pytest.mark.parametrize(("scores", "thresholds", "passed"), [
-    ({"positive_score": 25.0}, Thresholds(positive=20), True),
-    ({"positive_score": 19.9}, Thresholds(positive=20), False),
-    ({"positive_score": 30.0, "score_delta": 1.0}, Thresholds(positive=20, delta=2.0), False),
-    ({"positive_score": 30.0, "error": "bad image"}, Thresholds(positive=0), False),
-])
-def test_judge_applies_thresholds_and_never_passes_errors(scores, thresholds, passed):
-    assert judge(scores, thresholds)[0] is passed
+def test_attempt_reads_scores_passed_and_reason_from_its_verdicts():
+    attempt = _att(1, None, None)
+    assert (attempt.scores, attempt.passed, attempt.reason) == (None, None, None)
+    attempt.verdicts = [Verdict("clip", True, {"positive_score": 30.0}, "Image passed validation"),
+                        Verdict("extra", False, {"positive_score": 1.0, "sharpness": 0.2}, "too soft")]
+    # Both validators must pass; the first failure explains; the first validator's keys win.
+    assert attempt.passed is False and attempt.reason == "too soft"
+    assert attempt.scores == {"positive_score": 30.0, "sharpness": 0.2}
 
 
 def test_attempt_to_dict_is_json_safe():
     import json
 
-    data = _att(2, 27.5, True).to_dict()
-    assert json.loads(json.dumps(data))["params"]["seed"] == 2
+    data = json.loads(json.dumps(_att(2, 27.5, True).to_dict()))
+    assert data["params"]["seed"] == 2
+    assert data["scores"] == {"positive_score": 27.5} and data["passed"] is True
+    assert data["verdicts"] == [{"validator": "clip", "passed": True, "scores": {"positive_score": 27.5},
+                                 "reason": "ok"}]
