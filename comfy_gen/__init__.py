@@ -30,6 +30,11 @@ _EXPORTS: dict[str, str] = {
     "check_workflow": "comfy_gen.workflow",
     "render": "comfy_gen.pipeline",
     "RenderResult": "comfy_gen.pipeline",
+    # the one-image service (comfy_gen.service.generate; not re-exported here, as
+    # the name `generate` is the seed facade module comfy_gen.generate)
+    "GenerateRequest": "comfy_gen.service",
+    "GenerateResult": "comfy_gen.service",
+    "CancelToken": "comfy_gen.service",
     "run_attempts": "comfy_gen.generation",
     "Thresholds": "comfy_gen.validation",
     # validation and refinement

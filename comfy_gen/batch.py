@@ -34,6 +34,8 @@ from comfy_gen.config import Settings
 from comfy_gen.errors import ComfyGenError, ExecutionInterrupted
 from comfy_gen.generation import Outcome, run_attempts
 from comfy_gen.hashing import digest
+from comfy_gen.outputs import (KeptOutput, OutputContext, Publication, build_output_metadata, keep_output,
+                               object_key_for, publish_output)
 from comfy_gen.params import resolve_seed
 from comfy_gen.results import ItemResult, Span, as_verdict
 from comfy_gen.storage import LocalStore, sidecar_path
@@ -180,18 +182,14 @@ def cached_result(run: BatchRun, item: "RecipeItem", key: str) -> ItemResult | N
         key=storage.get("key"), url=storage.get("url"), jobs=0, gpu_spans=(), elapsed_seconds=0.0)
 
 
-def upload_cached(run: BatchRun, item: "RecipeItem") -> dict[str, Any]:
-    """Upload a stored item that an earlier run kept local (or left in the outbox)."""
-    from comfy_gen.storage import object_key, upload_with_sidecar
+def upload_cached(run: BatchRun, item: "RecipeItem", image: Path) -> Publication:
+    """Publish a stored item that an earlier run kept local (or left in the outbox)."""
+    from comfy_gen.storage import object_key
 
-    image = run.item_image(item.id)
-    key = object_key(run.recipe.name, item.id, image.suffix)
-    if run.storage is None or not run.storage.remote:
-        return {"upload": "local-only"}
-    obj = upload_with_sidecar(run.storage, image, key, run.outbox)
-    if obj is None:
-        return {"upload": "queued", "key": key}
-    return {"upload": "skipped" if obj.skipped else "uploaded", "key": obj.key, "url": obj.url}
+    if run.storage is None:
+        return Publication("local-only")
+    kept = KeptOutput(file=image, key=object_key(run.recipe.name, item.id, image.suffix))
+    return publish_output(kept, run.storage, run.outbox)
 
 
 def _reevaluate(run: BatchRun, item: "RecipeItem", stored: ItemResult) -> Any:
@@ -238,7 +236,9 @@ def run_item(run: BatchRun, item: "RecipeItem") -> ItemResult:
         hit = cached_result(run, item, key)
         if hit is not None:
             if run.upload and not hit.url:
-                hit = hit.replace(**upload_cached(run, item))
+                published = upload_cached(run, item, Path(hit.file or ""))
+                hit = hit.replace(upload=published.state, key=published.key, url=published.url,
+                                  upload_error=published.error)
             return hit
     # Stable for the whole run (Prefect retries of this item included), so a retry
     # adopts the job its first try queued instead of queueing a duplicate.
@@ -271,8 +271,6 @@ def run_item(run: BatchRun, item: "RecipeItem") -> ItemResult:
 def finalize_item(run: BatchRun, item: "RecipeItem", key: str, outcome: Outcome,
                   spans: tuple[Span, ...], elapsed: float, *, backend: str | None = None) -> ItemResult:
     """Keep the best attempt under the item's stable name, write metadata, upload."""
-    from comfy_gen.outputs import store_output
-
     best = outcome.best
     result = ItemResult(
         item_id=item.id, index=item.index, verdict=as_verdict(outcome.status), source="rendered",
@@ -287,12 +285,17 @@ def finalize_item(run: BatchRun, item: "RecipeItem", key: str, outcome: Outcome,
     )
     if best is None or not best.files:
         return result.replace(verdict="error", error="The job produced no output")
-    stored = store_output(
-        best.files[0], run.item_image(item.id), settings=run.settings, outcome=outcome,
-        workflow_name=item.workflow, params=best.params, job_key=key, item=item,
-        recipe=run.recipe.name, run_id=run.run_id, flow_run_id=run.flow_run_id,
-        upload=run.upload, storage=run.storage, outbox=run.outbox, result=result.to_record(),
-    )
-    return result.replace(file=stored.get("file"), sidecar=stored.get("sidecar"), key=stored.get("key"),
-                          url=stored.get("url"), upload=stored.get("upload"),
-                          upload_error=stored.get("upload_error"))
+    context = OutputContext(
+        workflow_name=item.workflow, params=best.params, job_key=key, run_id=run.run_id,
+        flow_run_id=run.flow_run_id, recipe=run.recipe.name, item_id=item.id, backend=result.backend,
+        labels=dict(item.labels), result=result.to_record())
+    target = run.item_image(item.id)
+    kept = keep_output(best.files[0], target, key=object_key_for(context, target),
+                       metadata=build_output_metadata(context, outcome))
+    published = Publication()
+    if run.upload:
+        published = Publication("local-only") if run.storage is None else \
+            publish_output(kept, run.storage, run.outbox)
+    return result.replace(file=str(kept.file), sidecar=str(kept.sidecar) if kept.sidecar else None,
+                          key=published.key, url=published.url, upload=published.state,
+                          upload_error=published.error)

@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from comfy_gen.cli._errors import EXIT_CONFIG_ERROR, EXIT_FAILURE, EXIT_SUCCESS, EXIT_VALIDATION_FAILED
+from comfy_gen.exit_codes import EXIT_CONFIG_ERROR, EXIT_FAILURE, EXIT_SUCCESS, EXIT_VALIDATION_FAILED
 from comfy_gen.errors import ComfyGenError
 from comfy_gen.params import GenerationParams
 from comfy_gen.storage import upload_to_minio

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Sequence
 from comfy_gen.errors import ComfyGenError, is_transient
 from comfy_gen.params import GenerationParams, resolve_seed
 from comfy_gen.pipeline import RenderResult, deterministic_prompt_id, remove_files, render
-from comfy_gen.validation.base import Thresholds, Validator
+
 from comfy_gen.validation.plan import PreparedPlan, Verdict, merge_scores, overall, rank_key
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -130,8 +130,6 @@ def run_attempts(
     dest_dir: Path,
     name: str,
     validation: PreparedPlan | None = None,
-    scorer: Validator | None = None,
-    thresholds: Thresholds | None = None,
     strategy: str = "progressive",
     max_attempts: int = 1,
     validation_prompt: str | None = None,
@@ -150,9 +148,6 @@ def run_attempts(
     earlier run queued). Without an active ``validation`` (None, disabled or
     skipped) exactly one attempt is made and the outcome is ``unvalidated``.
     Files of attempts that were not kept are deleted unless ``keep_all``.
-
-    ``scorer`` + ``thresholds`` (a loaded validator) are the older form of
-    ``validation``, kept while ``comfy-gen generate`` still passes them.
     """
     from comfy_gen.strategies import next_params
     from comfy_gen.workflow import get_params
@@ -162,8 +157,6 @@ def run_attempts(
     # The caller's seed, never the one baked into the file (None/-1 = random), so
     # repeated runs never silently reuse the workflow's seed.
     base = base.replace(seed=resolve_seed(params.seed, rng))
-    if validation is None and scorer is not None:
-        validation = PreparedPlan.for_validator(scorer, thresholds or Thresholds())
     plan = validation if validation is not None and validation.active else None
     limit = max(1, max_attempts if plan is not None else 1)
     outcome = Outcome(strategy=strategy if limit > 1 else None, max_attempts=limit,

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlparse
 
 from comfy_gen.errors import UsageError
-from comfy_gen.paths import confine
+from comfy_gen.paths import PathTrust, user_path
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -130,13 +130,17 @@ def is_url(ref: str) -> bool:
     return urlparse(str(ref)).scheme in ("http", "https")
 
 
-def fetch_input_image(url_or_path: str | Path, dest_dir: str | Path, *, allowed_dirs: Iterable[str | Path],
+def fetch_input_image(url_or_path: str | Path, dest_dir: str | Path, *,
+                      allowed_dirs: Iterable[str | Path] | None, base: str | Path | None = None,
                       timeout: float = 30, max_bytes: int = MAX_DOWNLOAD_BYTES) -> Path:
-    """Copy a local image (confined to ``allowed_dirs``) or download an http(s) URL
-    into ``dest_dir`` as ``input_<8 hex><ext>``; returns the new file.
+    """Copy a local image or download an http(s) URL into ``dest_dir`` as
+    ``input_<8 hex><ext>``; returns the new file.
 
-    PathNotAllowed for a local path outside ``allowed_dirs``; UsageError for a
-    missing file, a failed or oversized download, or content that is not an image.
+    A local path is confined to ``allowed_dirs`` (relative to ``base``, default
+    the current directory); ``allowed_dirs=None`` means the path is trusted, the
+    local CLI user's own (comfy_gen.paths). PathNotAllowed for a confined path
+    outside them; UsageError for a missing file, a failed or oversized
+    download, or content that is not an image.
     """
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -149,7 +153,8 @@ def fetch_input_image(url_or_path: str | Path, dest_dir: str | Path, *, allowed_
     else:
         if "://" in ref:
             raise UsageError(f"Unsupported image location {ref!r}: use an http(s) URL or a local path")
-        src = confine(ref, allowed_dirs, base=Path.cwd())
+        trust: PathTrust = "trusted" if allowed_dirs is None else "confined"
+        src = user_path(ref, trust=trust, allowed=allowed_dirs or (), base=base or Path.cwd())
         if not src.is_file():
             raise UsageError(f"Input image {ref!r} does not exist")
         suffix = src.suffix.lower() if _SUFFIX.match(src.suffix.lower()) else ".png"

@@ -1,9 +1,10 @@
-"""Finishing an output: keep the best attempt locally with its metadata, then upload.
+"""Finishing an output, in two steps: keep it, then publish it.
 
-Order matters (the original got it wrong): the image is moved to its final
-local name, its metadata is embedded and its sidecar written, and only then is
-it uploaded, so the stored copy carries the same metadata. A failed upload
-never fails the generation: the files stay local and wait in the outbox.
+``keep_output`` moves the kept attempt to its final local name with its
+metadata embedded and its sidecar written; ``publish_output`` uploads that
+(or queues it in the outbox). The image is kept before it is published so the
+stored copy carries the same metadata, and a failed upload never fails the
+generation: the files stay local and wait in the outbox.
 """
 
 from __future__ import annotations
@@ -12,118 +13,209 @@ import contextlib
 import logging
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 from comfy_gen.config import Settings
 from comfy_gen.errors import StorageError
-from comfy_gen.paths import confine
+from comfy_gen.params import GenerationParams
+from comfy_gen.paths import PathTrust, user_path
+
+if TYPE_CHECKING:  # pragma: no cover
+    from comfy_gen.generation import Attempt, Outcome
+    from comfy_gen.storage import Outbox, Storage
 
 log = logging.getLogger(__name__)
 
+#: disabled (no upload asked) | local-only (no object storage configured) | uploaded |
+#: skipped (the same object is already there) | queued (failed; waiting in the outbox)
+UploadState = Literal["disabled", "local-only", "uploaded", "skipped", "queued"]
 
-def adhoc_output_path(settings: Settings, output: str | None) -> Path:
-    """Where a one-off render goes: ``--output`` (inside the output folder or the
-    working directory) or ``<output_dir>/adhoc/<timestamp>.png``."""
-    out_dir = Path(settings.output_dir).resolve()
-    stamp = time.strftime("%Y%m%d_%H%M%S") + f"_{time.time_ns() % 10**6:06d}.png"
+#: Re-embedding the metadata with the final size can change the size's own digits;
+#: a few rounds always settle it (the size grows by at most one digit per round).
+_SIZE_ROUNDS = 4
+
+
+def utc_stamp() -> str:
+    """``YYYYmmdd_HHMMSS`` in UTC (output names and one-off object keys)."""
+    return time.strftime("%Y%m%d_%H%M%S", time.gmtime())
+
+
+def adhoc_output_path(settings: Settings, output: str | None, *, trust: PathTrust = "confined") -> Path:
+    """Where a one-off render goes: ``output`` or ``<output_dir>/adhoc/<timestamp>.png``.
+
+    ``trusted`` (a local CLI user's ``--output``): any path, relative to the
+    current directory. ``confined``: inside the output folder, relative to it.
+    A folder (existing, or written with a trailing slash) gets a timestamped name.
+    """
+    out_dir = Path(settings.output_dir).expanduser().resolve()
+    stamp = f"{utc_stamp()}_{time.time_ns() % 10**6:06d}.png"
     if output:
-        target = confine(output, [Path.cwd(), out_dir], base=Path.cwd())
+        target = user_path(output, trust=trust, allowed=[out_dir], base=None if trust == "trusted" else out_dir)
         return target / stamp if target.is_dir() or str(output).endswith(("/", "\\")) else target
     return out_dir / "adhoc" / stamp
 
 
-def store_output(
-    best_file: Path,
-    target: Path,
-    *,
-    settings: Settings,
-    outcome: Any,
-    workflow_name: str,
-    params: Any,
-    job_key: str | None,
-    item: Any | None,
-    recipe: str | None,
-    run_id: str | None,
-    flow_run_id: str | None,
-    upload: bool,
-    storage: Any | None = None,
-    outbox: Any | None = None,
-    result: dict[str, Any] | None = None,
-    metadata: bool = True,
-    organization: dict[str, Any] | None = None,
-    generation_time: float | None = None,
-    preset: str | None = None,
-) -> dict[str, Any]:
-    """Move ``best_file`` to ``target``, write metadata, upload; return paths/keys/url.
+@dataclass(frozen=True)
+class OutputContext:
+    """What an output's metadata records about where it came from."""
 
-    ``stored["upload"]`` is ``disabled``, ``local-only`` (no storage configured),
-    ``uploaded``, ``skipped`` (same object already there) or ``queued`` (failed,
-    waiting in the outbox; ``upload_error`` says why).
-    """
-    from comfy_gen.metadata import build_metadata, embed_png_metadata, write_sidecar
-    from comfy_gen.storage import atomic_copy, object_key
+    workflow_name: str
+    params: GenerationParams
+    preset: str | None = None
+    organization: Mapping[str, str | None] = field(default_factory=dict)
+    generation_time: float | None = None
+    job_key: str | None = None
+    run_id: str | None = None
+    flow_run_id: str | None = None
+    recipe: str | None = None
+    item_id: str | None = None
+    backend: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    #: the item's result record: it makes the sidecar the cache/resume marker too
+    result: Mapping[str, object] = field(default_factory=dict)
 
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+
+@dataclass(frozen=True)
+class KeptOutput:
+    """An image under its final local name; ``key`` is where it would be published."""
+
+    file: Path
+    key: str
+    sidecar: Path | None = None
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Publication:
+    """The outcome of publishing a kept output."""
+
+    state: UploadState = "disabled"
+    key: str | None = None
+    url: str | None = None
+    error: str | None = None
+
+
+def object_key_for(context: OutputContext, target: Path) -> str:
+    """The object key: ``<recipe>/<item>`` for recipe items; one-off renders get
+    ``adhoc/<UTC time>_<name>`` so repeated ``-o out.png`` never overwrite each other."""
+    from comfy_gen.storage import object_key
+
+    suffix = target.suffix or ".png"
+    if context.item_id is not None:
+        return object_key(context.recipe or "adhoc", context.item_id, suffix)
+    return object_key(context.recipe or "adhoc", f"{utc_stamp()}_{target.stem}", suffix)
+
+
+def build_output_metadata(context: OutputContext, outcome: "Outcome") -> dict[str, Any]:
+    """The metadata document for the kept attempt of ``outcome`` (size filled in on keeping)."""
+    from comfy_gen.metadata import build_metadata
+
     best = outcome.best
-    if item is not None:
-        key = object_key(recipe or "adhoc", item.id, target.suffix or ".png")
-    else:
-        # One-off renders: the original's "<YYYYmmdd_HHMMSS>_<output name>", so that
-        # repeated `-o out.png` runs do not overwrite each other in the bucket.
-        key = object_key(recipe or "adhoc", time.strftime("%Y%m%d_%H%M%S_") + target.stem, target.suffix or ".png")
-    stored: dict[str, Any] = {"file": str(target), "sidecar": None, "key": None, "url": None,
-                              "upload": "disabled"}
-    meta: dict[str, Any] | None = None
-    if metadata:
-        meta = build_metadata(
-            params=params, workflow_name=workflow_name, prompt_id=best.prompt_id if best else None, preset=preset,
-            validation=_validation(best), attempts=[a.to_dict() for a in outcome.attempts],
-            max_attempts=outcome.max_attempts, strategy=outcome.strategy, final_status=outcome.status,
-            storage={"file_size_bytes": best_file.stat().st_size, "format": best_file.suffix.lstrip("."),
-                     "generation_time_seconds": round(generation_time, 3) if generation_time else None},
-            organization=organization, flow_run_id=flow_run_id,
-            item_id=item.id if item is not None else None, recipe=recipe,
-            backend=getattr(item, "backend", None),
-        )
-        meta["comfy_gen"].update(
-            job_key=job_key, run_id=run_id, workflow=workflow_name,
-            params=params.to_dict() if hasattr(params, "to_dict") else params,
-            labels=dict(getattr(item, "labels", {}) or {}),
-            # The result record makes the sidecar the cache/resume marker too.
-            result={k: v for k, v in (result or {}).items() if k != "gpu_spans"},
-        )
-    # Write to a unique temp name, embed, then rename: an image under its final
-    # name is complete. The sidecar comes last: it carries the job key that marks
-    # the item done, so a crash in between re-renders rather than trusting a stale image.
+    meta = build_metadata(
+        params=context.params, workflow_name=context.workflow_name,
+        prompt_id=best.prompt_id if best else None, preset=context.preset,
+        verdicts=best.verdicts if best else None, attempts=[a.to_dict() for a in outcome.attempts],
+        max_attempts=outcome.max_attempts, strategy=outcome.strategy, final_status=outcome.status,
+        storage={"file_size_bytes": None, "format": None,
+                 "generation_time_seconds": round(context.generation_time, 3) if context.generation_time else None},
+        organization=dict(context.organization) or None, flow_run_id=context.flow_run_id,
+        item_id=context.item_id, recipe=context.recipe, backend=context.backend,
+    )
+    meta["comfy_gen"].update(
+        job_key=context.job_key, run_id=context.run_id, workflow=context.workflow_name,
+        params=context.params.to_dict(), labels=dict(context.labels),
+        result={k: v for k, v in context.result.items() if k != "gpu_spans"},
+    )
+    return meta
+
+
+def keep_output(source: Path, target: Path, *, key: str, metadata: dict[str, Any] | None) -> KeptOutput:
+    """Move ``source`` to ``target`` with ``metadata`` embedded (PNG) and in a sidecar.
+
+    The image is written under a unique temporary name and renamed, so a file
+    under its final name is complete. The sidecar comes last: it carries the
+    job key that marks an item done, so a crash in between re-renders rather
+    than trusting a stale image. ``file_size_bytes`` is the stored file's size.
+    """
+    from comfy_gen.metadata import write_sidecar
+    from comfy_gen.storage import atomic_copy
+
+    source, target = Path(source), Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    meta = None if metadata is None else {**metadata, "storage": dict(metadata.get("storage") or {})}
     staging = target.with_name(f"{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        atomic_copy(best_file, staging)
-        if meta is not None and best_file.suffix.lower() == ".png":
-            embed_png_metadata(staging, meta)
+        atomic_copy(source, staging)
+        if meta is not None:
+            meta["storage"]["format"] = source.suffix.lstrip(".")
+            _embed_with_size(staging, meta, is_png=source.suffix.lower() == ".png")
         staging.replace(target)
     except BaseException:
         staging.unlink(missing_ok=True)
         raise
-    if meta is not None:
-        stored["sidecar"] = str(write_sidecar(target, meta))
-    if best_file.resolve() != target.resolve():
-        best_file.unlink(missing_ok=True)
-    if upload:
-        stored.update(_upload(settings, target, key, storage, outbox))
-        if meta is not None and stored.get("url"):
-            # Record the link locally too (the uploaded sidecar already went up without it).
-            meta["storage"].update(url=stored["url"], key=stored.get("key") or key)
-            write_sidecar(target, meta)
-    return stored
+    sidecar = write_sidecar(target, meta) if meta is not None else None
+    if source.resolve() != target.resolve():
+        source.unlink(missing_ok=True)
+    return KeptOutput(file=target, key=key, sidecar=sidecar, metadata=meta)
 
 
-def _validation(best: Any) -> dict[str, Any] | None:
-    """The kept attempt's verdict and scores (None when it was not validated)."""
-    if best is None or not best.scores:
-        return None
-    return {"passed": bool(best.passed), "reason": best.reason, **best.scores}
+def _embed_with_size(path: Path, meta: dict[str, Any], *, is_png: bool) -> None:
+    """Record the file's size as stored, i.e. after the metadata itself went in."""
+    from comfy_gen.metadata import embed_png_metadata
+
+    meta["storage"]["file_size_bytes"] = path.stat().st_size
+    if not is_png:
+        return
+    for _ in range(_SIZE_ROUNDS):
+        embed_png_metadata(path, meta)
+        size = path.stat().st_size
+        if size == meta["storage"]["file_size_bytes"]:
+            return
+        meta["storage"]["file_size_bytes"] = size
+
+
+def publish_output(kept: KeptOutput, storage: "Storage", outbox: "Outbox | None") -> Publication:
+    """Upload the kept image and its sidecar; a failure queues them in ``outbox``.
+
+    ``local-only`` when ``storage`` is not remote. With a URL, the local sidecar
+    records it too (the uploaded sidecar went up before the URL was known).
+    """
+    from comfy_gen.metadata import write_sidecar
+    from comfy_gen.storage import upload_with_sidecar
+
+    if not storage.remote:
+        return Publication("local-only")
+    try:
+        obj = upload_with_sidecar(storage, kept.file, kept.key, outbox)
+    except StorageError as exc:
+        # Auth or bucket problems: the files are local and in the outbox; say so loudly.
+        log.error("Upload of %s failed (%s); kept locally and queued in the outbox", kept.file, exc)
+        return Publication("queued", key=kept.key, error=str(exc))
+    if obj is None:
+        return Publication("queued", key=kept.key)
+    publication = Publication("skipped" if obj.skipped else "uploaded", key=obj.key, url=obj.url)
+    if kept.metadata is not None and obj.url:
+        kept.metadata["storage"].update(url=obj.url, key=obj.key or kept.key)
+        write_sidecar(kept.file, kept.metadata)
+    return publication
+
+
+def publish_with_settings(kept: KeptOutput, settings: Settings, *, storage: "Storage | None" = None,
+                          outbox: "Outbox | None" = None) -> Publication:
+    """``publish_output`` to the configured storage and outbox (a storage that
+    cannot even be set up counts as a failed upload: ``queued``)."""
+    from comfy_gen.storage import Outbox, get_storage
+
+    try:
+        storage = storage or get_storage(settings)
+        if storage.remote:
+            outbox = outbox or Outbox.from_settings(settings)
+    except StorageError as exc:
+        log.error("Upload of %s failed (%s); kept locally", kept.file, exc)
+        return Publication("queued", key=kept.key, error=str(exc))
+    return publish_output(kept, storage, outbox)
 
 
 def remove_output(target: Path) -> None:
@@ -135,21 +227,3 @@ def remove_output(target: Path) -> None:
     for path in (target, sidecar_path(target), *staging):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-
-
-def _upload(settings: Settings, image: Path, key: str, storage: Any | None, outbox: Any | None) -> dict[str, Any]:
-    from comfy_gen.storage import Outbox, get_storage, upload_with_sidecar
-
-    try:
-        storage = storage or get_storage(settings)
-        if not getattr(storage, "remote", False):
-            return {"upload": "local-only"}
-        outbox = outbox or Outbox.from_settings(settings)
-        obj = upload_with_sidecar(storage, image, key, outbox)
-    except StorageError as exc:
-        # Auth or bucket problems: the files are local and in the outbox; say so loudly.
-        log.error("Upload of %s failed (%s); kept locally and queued in the outbox", image, exc)
-        return {"upload": "queued", "key": key, "upload_error": str(exc)}
-    if obj is None:
-        return {"upload": "queued", "key": key}
-    return {"upload": "skipped" if obj.skipped else "uploaded", "key": obj.key, "url": obj.url}

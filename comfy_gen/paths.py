@@ -1,11 +1,21 @@
-"""Confine user- and agent-supplied paths to allowed folders."""
+"""User- and agent-supplied paths: whose they are decides whether they are confined.
+
+The rule (docs/ARCHITECTURE.md, "Paths and trust"): a path typed by the person
+at the keyboard of a local CLI is theirs (``trusted``: used as given, relative
+to the current directory). A path that crosses a trust boundary (deployment
+parameters, the HTTP API, the MCP server, names inside recipes and categories)
+is ``confined`` to configured folders.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Literal
 
 from comfy_gen.errors import PathNotAllowed
+
+#: Who supplied a path: the local user (``trusted``) or someone across a trust boundary.
+PathTrust = Literal["trusted", "confined"]
 
 
 def confine(path: str | Path, allowed: Iterable[str | Path], *, base: str | Path | None = None) -> Path:
@@ -25,6 +35,22 @@ def confine(path: str | Path, allowed: Iterable[str | Path], *, base: str | Path
         if resolved == root or root in resolved.parents:
             return resolved
     raise PathNotAllowed(str(path), [str(r) for r in roots])
+
+
+def user_path(path: str | Path, *, trust: PathTrust, allowed: Iterable[str | Path],
+              base: str | Path | None = None) -> Path:
+    """Resolve a user-supplied path under the trust rule.
+
+    ``trusted``: ``~`` expanded, relative to ``base`` (default: the current
+    directory), no confinement. ``confined``: :func:`confine` to ``allowed``,
+    relative paths taken from ``base`` or the first allowed folder.
+    """
+    if trust == "trusted":
+        p = Path(path).expanduser()
+        if not p.is_absolute():
+            p = Path(base).expanduser() / p if base is not None else Path.cwd() / p
+        return p.resolve()
+    return confine(path, allowed, base=base)
 
 
 def safe_name(name: str) -> str:

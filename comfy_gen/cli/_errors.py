@@ -1,4 +1,4 @@
-"""Exit codes: the one table that turns comfy-gen errors into process exit codes."""
+"""Running a command: expected errors printed as one paragraph, exit codes from one table."""
 
 from __future__ import annotations
 
@@ -9,29 +9,9 @@ import click
 
 from comfy_gen import errors
 
-EXIT_SUCCESS = 0
-EXIT_FAILURE = 1
-EXIT_CONFIG_ERROR = 2
-EXIT_VALIDATION_FAILED = 3
-EXIT_INTERRUPTED = 130
-
-#: Most specific class first; the first isinstance match wins.
-EXIT_CODES: list[tuple[type[BaseException], int]] = [
-    (errors.ValidationFailed, EXIT_VALIDATION_FAILED),
-    (errors.ConfigError, EXIT_CONFIG_ERROR),
-    (errors.PromptRejected, EXIT_CONFIG_ERROR),
-    (errors.ComfyUIUnavailable, EXIT_CONFIG_ERROR),
-    (errors.StorageAuthError, EXIT_CONFIG_ERROR),
-    (errors.BucketNotFound, EXIT_CONFIG_ERROR),
-    (errors.ComfyGenError, EXIT_FAILURE),
-]
-
-
-def exit_code_for(exc: BaseException) -> int:
-    for cls, code in EXIT_CODES:
-        if isinstance(exc, cls):
-            return code
-    return EXIT_FAILURE
+# The table lives in the library (comfy_gen.exit_codes) so library code never imports the CLI.
+from comfy_gen.exit_codes import (EXIT_CODES, EXIT_CONFIG_ERROR, EXIT_FAILURE,  # noqa: F401
+                                  EXIT_INTERRUPTED, EXIT_SUCCESS, EXIT_VALIDATION_FAILED, exit_code_for)
 
 
 def run_guarded(fn: Callable[[], Any]) -> int:

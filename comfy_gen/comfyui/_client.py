@@ -81,10 +81,13 @@ class ComfyUIClient:
         self._closed = False
 
     @classmethod
-    def from_settings(cls, settings: "Settings", backend: str = "default") -> "ComfyUIClient":
-        return cls(settings.backend_url(backend), timeout=settings.http_timeout,
+    def from_settings(cls, settings: "Settings", backend: str = "default", *, url: str | None = None,
+                      job_timeout: float | None = None) -> "ComfyUIClient":
+        """A client with the settings' timeouts and retries; ``url`` (a one-off
+        ``--url``) replaces the backend's address, ``job_timeout`` the default wait."""
+        return cls(url or settings.backend_url(backend), timeout=settings.http_timeout,
                    connect_timeout=settings.connect_timeout, retries=settings.http_retries,
-                   retry_delay=settings.retry_delay, job_timeout=settings.job_timeout,
+                   retry_delay=settings.retry_delay, job_timeout=job_timeout or settings.job_timeout,
                    poll_interval=settings.poll_interval)
 
     def __enter__(self) -> "ComfyUIClient":

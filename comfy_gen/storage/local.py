@@ -12,7 +12,7 @@ Layout under ``Settings.output_dir`` (see docs/storage.md)::
 
 ``item_id`` is derived from the item's content (recipe expansion hashes its
 parameters), so a re-run maps to the same ``items/`` file. Writes are atomic
-(temp file + rename). ``comfy_gen.outputs.store_output`` writes the kept image
+(temp file + rename). ``comfy_gen.outputs.keep_output`` writes the kept image
 first and its sidecar last: the sidecar carries the job key that marks the item
 done (``comfy_gen.batch.cached_result`` needs both), so a crash in between makes
 the next run render the item again rather than trust a stale image.
@@ -159,7 +159,7 @@ class LocalStore:
 
         store = LocalStore.from_settings(settings)
         path = store.attempt_path("portraits", run_id, item_id, attempt=2)   # downloads go here
-        store.item_path("portraits", item_id)     # the kept image (comfy_gen.outputs.store_output)
+        store.item_path("portraits", item_id)     # the kept image (comfy_gen.outputs.keep_output)
         store.find_existing("portraits", item_id) # -> that file on a re-run
     """
 

@@ -1,4 +1,4 @@
-"""Load a workflow file by name or path, confined to the allowed folders."""
+"""Load a workflow file by name or path (confined to the allowed folders unless trusted)."""
 
 from __future__ import annotations
 
@@ -27,29 +27,40 @@ def available_workflows(workflows_dir: str | Path) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
 
 
-def _candidates(ref: str, workflows_dir: Path) -> list[Path]:
-    """Paths to try, in order: the workflows folder, then the cwd (absolute: itself)."""
+def _candidates(ref: str, workflows_dir: Path, *, trusted: bool = False) -> list[Path]:
+    """Paths to try, in order (absolute: itself).
+
+    Confined: the workflows folder, then the cwd. Trusted (a local user's own
+    path): the cwd first, then the name in the workflows folder, so
+    ``workflows/x.json`` works from the checkout and from anywhere else.
+    """
     path = Path(ref).expanduser()
     if path.is_absolute():
         return [path]
     names = [ref] if ref.endswith(".json") else [ref, ref + ".json"]
-    return [workflows_dir / n for n in names] + [Path.cwd() / n for n in names]
+    in_folder = [workflows_dir / n for n in names]
+    if not trusted:
+        return in_folder + [Path.cwd() / n for n in names]
+    bare = [workflows_dir / Path(n).name for n in names if Path(n).name != n]
+    return [Path.cwd() / n for n in names] + in_folder + bare
 
 
 def resolve_workflow_path(path_or_name: str | Path, *, workflows_dir: str | Path | None = None,
-                          allowed_dirs: Iterable[str | Path] | None = None) -> Path:
+                          allowed_dirs: Iterable[str | Path] | None = None, trusted: bool = False) -> Path:
     """The file a workflow reference names; PathNotAllowed outside the allowed folders.
 
     A name is looked up in ``workflows_dir`` (with or without ``.json``), then
     relative to the cwd; an absolute path must lie inside ``allowed_dirs``
-    (default: ``workflows_dir`` and the cwd).
+    (default: ``workflows_dir`` and the cwd). ``trusted`` (the local CLI user's
+    own path, comfy_gen.paths): the cwd first, then the workflows folder, and
+    no confinement.
     """
     folder = Path(workflows_dir) if workflows_dir is not None else _default_dir()
     allowed = [Path(a) for a in allowed_dirs] if allowed_dirs is not None else [folder, Path.cwd()]
     refused: PathNotAllowed | None = None
-    for candidate in _candidates(str(path_or_name), folder):
+    for candidate in _candidates(str(path_or_name), folder, trusted=trusted):
         try:
-            resolved = confine(candidate, allowed)
+            resolved = candidate.resolve() if trusted else confine(candidate, allowed)
         except PathNotAllowed as exc:
             if candidate.exists():
                 refused = refused or exc
@@ -74,14 +85,15 @@ def _default_dir() -> Path:
 
 def load_workflow(path_or_name: str | Path, *, workflows_dir: str | Path | None = None,
                   object_info: dict[str, Any] | None = None,
-                  allowed_dirs: Iterable[str | Path] | None = None) -> Graph:
+                  allowed_dirs: Iterable[str | Path] | None = None, trusted: bool = False) -> Graph:
     """Read an API-format graph (UI format is converted when ``object_info`` is given).
 
     Raises WorkflowError for an unknown name (listing the available ones), invalid
     JSON (with line/column), UI format without ``object_info``, or not-a-graph;
-    PathNotAllowed for a path outside the allowed folders.
+    PathNotAllowed for a path outside the allowed folders (never when ``trusted``).
     """
-    path = resolve_workflow_path(path_or_name, workflows_dir=workflows_dir, allowed_dirs=allowed_dirs)
+    path = resolve_workflow_path(path_or_name, workflows_dir=workflows_dir, allowed_dirs=allowed_dirs,
+                                 trusted=trusted)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

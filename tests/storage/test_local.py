@@ -38,21 +38,20 @@ def test_unsafe_names_refused(tmp_path: Path, bad: str) -> None:
 def test_kept_item_is_found_by_later_runs(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from comfy_gen.config import Settings
-    from comfy_gen.outputs import store_output
+    from comfy_gen.outputs import OutputContext, build_output_metadata, keep_output
     from comfy_gen.params import GenerationParams
 
     store = LocalStore(tmp_path)
     assert store.find_existing("demo", "item1") is None
     attempt = make_png(store.attempt_path("demo", new_run_id(), "item1", attempt=2))
     original = attempt.read_bytes()
-    best = SimpleNamespace(prompt_id="p1", scores=None, passed=None, files=[attempt], number=2)
+    best = SimpleNamespace(prompt_id="p1", scores=None, passed=None, verdicts=[], files=[attempt], number=2)
     outcome = SimpleNamespace(best=best, attempts=[], max_attempts=2, strategy=None, status="unvalidated")
-    item = SimpleNamespace(id="item1", backend="default", labels={})
-    stored = store_output(attempt, store.item_path("demo", "item1"), settings=Settings(output_dir=tmp_path),
-                          outcome=outcome, workflow_name="tiny-sd15.json", params=GenerationParams(seed=1),
-                          job_key="j1:x", item=item, recipe="demo", run_id="r1", flow_run_id=None, upload=False)
-    final = Path(stored["file"])
+    context = OutputContext(workflow_name="tiny-sd15.json", params=GenerationParams(seed=1), job_key="j1:x",
+                            recipe="demo", run_id="r1", item_id="item1", backend="default")
+    kept = keep_output(attempt, store.item_path("demo", "item1"), key="demo/item1.png",
+                       metadata=build_output_metadata(context, outcome))  # type: ignore[arg-type]
+    final = kept.file
     assert final == store.item_path("demo", "item1")
     assert final.read_bytes()[:8] == original[:8] and len(final.read_bytes()) > len(original)  # + metadata
     assert sidecar_path(final).read_text().strip().startswith("{")
