@@ -14,8 +14,9 @@ from typing import Any, Iterable, Sequence
 from comfy_gen.config import Settings, get_settings
 from comfy_gen import jsonschemas
 from comfy_gen.errors import RecipeError
+from comfy_gen.inputfile import InputFileError, decode_utf8, read_bounded
 from comfy_gen.paths import confine
-from comfy_gen.recipes._yaml import PathElem, YamlDoc, YamlSyntaxError, load_yaml
+from comfy_gen.safeyaml import PathElem, YamlDoc, YamlSyntaxError, load_yaml
 from comfy_gen.recipes.model import OutputConfig, Recipe, RecipeProblem, RefinementConfig, ValidationConfig
 from comfy_gen.recipes.sections import Sections, parse_sections
 
@@ -146,7 +147,10 @@ def resolve_recipe_path(path_or_name: str | Path, *, settings: Settings | None =
                 break
     if allowed_dirs is not None:
         return confine(candidate, allowed_dirs, base=Path.cwd())
-    return candidate.resolve()
+    try:
+        return candidate.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: reading the file reports it, naming the file
+        return candidate.absolute()
 
 
 def load_recipe(path: str | Path, *, settings: Settings | None = None,
@@ -160,11 +164,11 @@ def load_recipe(path: str | Path, *, settings: Settings | None = None,
     display = str(path)
     resolved = resolve_recipe_path(path, settings=settings, allowed_dirs=allowed_dirs)
     try:
-        content = resolved.read_bytes()
-    except OSError as exc:
-        raise RecipeError("Cannot read the recipe file",
-                          [RecipeProblem(display, 1, "$", f"cannot read file: {exc.strerror or exc}")]) from exc
-    text = content.decode("utf-8", errors="replace")
+        content = read_bounded(resolved)
+        text = decode_utf8(content)
+    except InputFileError as exc:
+        raise RecipeError(f"{display}: cannot read the recipe file",
+                          [RecipeProblem(display, exc.line, "$", exc.message)]) from exc
     try:
         doc = load_yaml(text)
     except YamlSyntaxError as exc:
