@@ -8,6 +8,7 @@ from typing import Any, Callable
 import click
 
 from comfy_gen import errors
+from comfy_gen.urls import redact_text
 
 EXIT_SUCCESS = 0
 EXIT_FAILURE = 1
@@ -39,7 +40,8 @@ def run_guarded(fn: Callable[[], Any]) -> int:
     try:
         result = fn()
     except errors.ComfyGenError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        # Safety net: a message built from a URL with credentials is masked here too.
+        click.echo(f"Error: {redact_text(str(exc))}", err=True)
         return _exit(exit_code_for(exc))
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
