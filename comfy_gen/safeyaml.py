@@ -143,8 +143,9 @@ def load_yaml(text: str) -> YamlDoc:
 
     Linear in ``len(text)`` in time and memory (see the module docstring).
     """
-    loader = _BoundedLoader(text)
+    loader: _BoundedLoader | None = None
     try:
+        loader = _BoundedLoader(text)  # the reader refuses unprintable characters (NUL) right here
         root = loader.get_single_node()
         if root is not None:
             expanded = loader.sizes[id(root)]
@@ -163,12 +164,17 @@ def load_yaml(text: str) -> YamlDoc:
         data = _construct(root) if root is not None else None
     except yaml.MarkedYAMLError as exc:
         raise _syntax_error(exc) from exc
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise YamlSyntaxError(f"YAML syntax error: unacceptable character #x{exc.character:04x} "
+                              f"({exc.reason}) at line {line}", line) from exc
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(f"YAML syntax error: {exc}", 1) from exc
     except ValueError as exc:  # e.g. an integer past Python's digit limit
         raise YamlSyntaxError(f"YAML value cannot be read: {exc}", 1) from exc
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return YamlDoc(data=data, root=root, duplicates=tuple(dups))
 
 
