@@ -4,8 +4,9 @@ A backend URL may carry credentials (``http://user:pass@host``) or a token in
 its query; every message, log line, error and ``repr`` that shows a URL goes
 through :func:`redact_url`. :func:`normalize_url` gives one spelling per server,
 so that per-server bounds (the GPU gate) do not split on how a URL was typed.
-:class:`RedactingFilter` is the safety net for log records that format a URL
-we did not pass through ``redact_url``.
+:func:`install_log_redaction` (called when settings are imported) is the
+safety net for log records that format a URL nobody passed through
+``redact_url``; :class:`RedactingFilter` does the same for one handler.
 """
 
 from __future__ import annotations
