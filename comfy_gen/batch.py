@@ -113,6 +113,7 @@ class BatchRun:
         from comfy_gen.storage import Outbox, get_storage
 
         self.storage = get_storage(self.settings)
+        self.storage.check()  # wrong keys / no bucket: exit 2 before rendering; an outage only warns
         self.outbox = Outbox.from_settings(self.settings)
         if self.outbox.count():
             report = self.outbox.sync(self.storage, workers=self.settings.upload_workers)

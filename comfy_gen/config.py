@@ -25,6 +25,11 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from comfy_gen.errors import ConfigError, ProblemListError
+from comfy_gen.urls import install_log_redaction, redact_text, url_problem
+
+# Settings carry the URLs and keys that must never reach a log: every record
+# created in a process that reads settings has URL credentials masked.
+install_log_redaction()
 
 #: The repository root when running from a checkout (workflows/, recipes/ live there).
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -128,6 +133,22 @@ class Settings(BaseSettings):
                     f'must be a JSON object like {{"gpu1": "http://127.0.0.1:8188"}} ({exc})') from exc
         return value
 
+    @field_validator("comfyui_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        problem = url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("backends")
+    @classmethod
+    def _check_backend_urls(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [f"{name}: {problem}" for name, url in value.items() if (problem := url_problem(url))]
+        if bad:
+            raise ValueError("; ".join(bad))
+        return value
+
     @field_validator("input_dirs", "categories_paths", "recipe_dirs", mode="before")
     @classmethod
     def _parse_path_list(cls, value: Any) -> Any:
@@ -194,8 +215,10 @@ def get_settings() -> Settings:
         raise settings_error(exc) from exc
 
 
-#: Settings whose values must never be echoed back in an error message.
-_SECRET_FIELDS = frozenset({"minio_access_key", "minio_secret_key"})
+#: Settings whose values must never be echoed back in an error message. A
+#: malformed COMFY_GEN_BACKENDS may hold credentials in a form no URL parser
+#: recognises (a broken JSON string), so it is never echoed either.
+_SECRET_FIELDS = frozenset({"minio_access_key", "minio_secret_key", "backends"})
 
 
 def settings_error(exc: ValidationError) -> ConfigError:
@@ -206,10 +229,13 @@ def settings_error(exc: ValidationError) -> ConfigError:
         field = loc[0] if loc else "?"
         name = f"COMFY_GEN_{field.upper()}" + "".join(f"[{part}]" for part in loc[1:])
         message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        # Values may be URLs with credentials (COMFY_GEN_COMFYUI_URL, a malformed
+        # COMFY_GEN_BACKENDS): what is echoed is redacted.
+        message = redact_text(message)
         if field in _SECRET_FIELDS or "input" not in err or isinstance(err["input"], (dict, list)):
             problems.append(f"{name}: {message}")
         else:
-            problems.append(f"{name}={err['input']!r}: {message}")
+            problems.append(f"{name}={redact_text(repr(err['input']))}: {message}")
     return ProblemListError(
         f"Invalid comfy-gen settings ({len(problems)} problem(s))", problems,
         hint="Fix the environment variable or the .env file in the working directory; "

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Iterator, Literal
 
 from comfy_gen.errors import ConfigError
+from comfy_gen.urls import normalize_url
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class GpuGate:
                  poll: float = 0.004) -> None:
         if limit < 1:
             raise ConfigError(f"GPU limit must be >= 1 (got {limit})")
-        self.backend_url = backend_url.rstrip("/")
+        self.backend_url = normalize_url(backend_url)  # one bound per server, however the URL is typed
         self.limit = limit
         self.mode = mode
         self.poll = poll

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from comfy_gen.errors import ConfigError, UsageError
+from comfy_gen.inputfile import InputFileError, read_text
+from comfy_gen.safeyaml import YamlSyntaxError, load_data
 
 SHIPPED = Path(__file__).with_name("presets.yaml")
 
@@ -32,9 +32,11 @@ def load_presets(user_file: Path | None = None) -> dict[str, dict[str, Any]]:
     known = set(PARAM_KEYS) | set(VALIDATION_KEYS) | set(INFO_KEYS)
     for path in [SHIPPED, user_file] if user_file else [SHIPPED]:
         try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"Cannot read presets file {path}: {exc}") from exc
+            data = load_data(read_text(Path(path))) or {}
+        except InputFileError as exc:
+            raise ConfigError(f"Cannot read presets file {path}: {exc.message}") from exc
+        except YamlSyntaxError as exc:
+            raise ConfigError(f"{path}:{exc.line}: {exc.message}") from exc
         entries = data.get("presets") if isinstance(data, dict) else None
         if not isinstance(entries, dict):
             raise ConfigError(f"{path}: expected a top-level 'presets:' mapping of name -> settings")

@@ -14,6 +14,8 @@ import yaml
 
 from comfy_gen import jsonschemas
 from comfy_gen.categories.model import TYPE_FOLDERS, Category
+from comfy_gen.inputfile import InputFileError, read_text
+from comfy_gen.safeyaml import YamlSyntaxError, load_data
 
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
 SUPPORTED_MAJOR = 1
@@ -59,14 +61,18 @@ def load_file(path: Path) -> tuple[Category | None, list[CategoryProblem]]:
     """Parse and check one file; the category is None when any error was found."""
     name = str(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
+        data = load_data(read_text(path))
+    except InputFileError as exc:
+        return None, [CategoryProblem(name, "", exc.message)]
+    except YamlSyntaxError as exc:
+        cause = exc.__cause__
+        mark = getattr(cause, "problem_mark", None)
+        if isinstance(cause, yaml.MarkedYAMLError) and mark is not None:
+            where = f" (line {mark.line + 1}, column {mark.column + 1})"
+            problem = cause.problem or str(cause)
+        else:  # a limit of the bounded loader (aliases, depth): its own message
+            where, problem = f" (line {exc.line})", exc.message
         return None, [CategoryProblem(name, "", f"invalid YAML{where}: {problem}")]
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [CategoryProblem(name, "", f"cannot read file: {exc}")]
     prefix: list[Any] = []
     # Accept the original's `{category: {...}}` wrapper so old files keep loading.
     if isinstance(data, dict) and set(data) == {"category"} and isinstance(data["category"], dict):

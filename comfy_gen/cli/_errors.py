@@ -8,6 +8,7 @@ from typing import Any, Callable
 import click
 
 from comfy_gen import errors
+from comfy_gen.urls import redact_text
 
 # The table lives in the library (comfy_gen.exit_codes) so library code never imports the CLI.
 from comfy_gen.exit_codes import (EXIT_CODES, EXIT_CONFIG_ERROR, EXIT_FAILURE,  # noqa: F401
@@ -19,7 +20,8 @@ def run_guarded(fn: Callable[[], Any]) -> int:
     try:
         result = fn()
     except errors.ComfyGenError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        # Safety net: a message built from a URL with credentials is masked here too.
+        click.echo(f"Error: {redact_text(str(exc))}", err=True)
         return _exit(exit_code_for(exc))
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)

@@ -107,8 +107,8 @@ def cancel(prompt_id: str | None, all_mine: bool, as_json: bool, url: str | None
         if prompt_id:
             outcome = client.cancel(prompt_id)
             if outcome == "not_found":
-                raise ComfyUIError(f"Job {prompt_id} is neither running nor pending on {client.base_url}",
-                                   prompt_id=prompt_id, url=client.base_url)
+                raise ComfyUIError(f"Job {prompt_id} is neither running nor pending on {client.display_url}",
+                                   prompt_id=prompt_id, url=client.display_url)
             results: dict[str, str] = {prompt_id: outcome}
         else:
             results = _cancel_mine(client)

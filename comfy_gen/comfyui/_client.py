@@ -22,6 +22,7 @@ from comfy_gen.comfyui._jobs import JobTracker
 from comfy_gen.comfyui._types import CLIENT_ID_PREFIX, JobResult, OutputFile, QueuedPrompt, QueueState
 from comfy_gen.comfyui.events import Event
 from comfy_gen.errors import ComfyUIError, ComfyUITimeout, ComfyUIUnavailable, UsageError
+from comfy_gen.urls import redact_url
 
 if TYPE_CHECKING:
     from comfy_gen.config import Settings
@@ -67,6 +68,8 @@ class ComfyUIClient:
                  http: httpx.Client | None = None,
                  sleep: Callable[[float], None] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        #: base_url with credentials masked: the only form put in messages, errors and logs.
+        self.display_url = redact_url(self.base_url)
         self.client_id = client_id or new_client_id()
         self.job_timeout = job_timeout
         self.poll_interval = poll_interval
@@ -104,7 +107,7 @@ class ComfyUIClient:
             self._http.close()
 
     def __repr__(self) -> str:
-        return f"ComfyUIClient({self.base_url!r}, client_id={self.client_id!r})"
+        return f"ComfyUIClient({self.display_url!r}, client_id={self.client_id!r})"
 
     # --- plumbing ---
 
@@ -123,15 +126,15 @@ class ComfyUIClient:
         if response.status_code >= 400:
             raise ComfyUIError(f"ComfyUI answered HTTP {response.status_code} for "
                                f"{response.request.method} {response.request.url.path}",
-                               url=str(response.request.url))
+                               url=redact_url(str(response.request.url)))
 
     # --- health and catalog ---
 
     def system_stats(self) -> dict[str, Any]:
         body = self._get_json("/system_stats", allow_404=True)
         if not isinstance(body, dict):
-            raise ComfyUIUnavailable(f"{self.base_url} does not look like ComfyUI (no /system_stats)",
-                                     url=self.base_url)
+            raise ComfyUIUnavailable(f"{self.display_url} does not look like ComfyUI (no /system_stats)",
+                                     url=self.display_url)
         return body
 
     def is_available(self) -> bool:
@@ -173,7 +176,7 @@ class ComfyUIClient:
         if folder == "embeddings":
             return self.embeddings()
         if folder not in LOADER_INPUTS:
-            raise UsageError(f"Unknown model folder {folder!r} on {self.base_url}",
+            raise UsageError(f"Unknown model folder {folder!r} on {self.display_url}",
                              hint=f"Known folders: {', '.join(MODEL_FOLDERS)}")
         node, input_name = LOADER_INPUTS[folder]
         spec = self.object_info(node).get(node, {}).get("input", {}).get("required", {}).get(input_name)
@@ -214,7 +217,7 @@ class ComfyUIClient:
             payload["front"] = True
         # Listen (and register) before posting so not a single event is missed.
         self._jobs.expect(prompt_id)
-        url = self._http.url("/prompt")
+        url = redact_url(self._http.url("/prompt"))  # for messages; the request uses the path
         last: ComfyUIError | None = None
         for attempt in range(1, self._http.retries + 1):
             if attempt > 1:
@@ -289,7 +292,7 @@ class ComfyUIClient:
         if response.status_code == 404:
             raise ComfyUIError(f"Output {output.subfolder + '/' if output.subfolder else ''}"
                                f"{output.filename} ({output.type}) is not on the server",
-                               url=self.base_url)
+                               url=self.display_url)
         self._raise_for_status(response)
         return dest
 

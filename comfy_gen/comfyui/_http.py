@@ -16,6 +16,7 @@ from typing import Any, Callable, TypeVar
 import httpx
 
 from comfy_gen.errors import ComfyGenError, ComfyUIError, ComfyUITimeout, ComfyUIUnavailable, ConfigError
+from comfy_gen.urls import redact_text, redact_url
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -30,24 +31,26 @@ class _ServerError(Exception):
 
 
 def translate_error(exc: Exception, url: str) -> tuple[ComfyGenError, bool]:
-    """Map an httpx exception to (our error, worth retrying)."""
+    """Map an httpx exception to (our error, worth retrying); the URL is shown redacted."""
+    url = redact_url(url)
     where = f"ComfyUI at {url}"
     if isinstance(exc, httpx.TimeoutException):
         kind = "connecting to" if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)) else "waiting for"
         return ComfyUITimeout(f"Timed out {kind} {where}: {type(exc).__name__}", url=url), True
     if isinstance(exc, (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)):
         return ComfyUIUnavailable(
-            f"Cannot reach {where}: {exc or type(exc).__name__}", url=url,
+            f"Cannot reach {where}: {redact_text(str(exc)) or type(exc).__name__}", url=url,
             hint="Is ComfyUI running? Check the URL (--url / COMFY_GEN_COMFYUI_URL).",
         ), True
     if isinstance(exc, (httpx.UnsupportedProtocol, httpx.InvalidURL)):
-        return ConfigError(f"Invalid ComfyUI URL {url!r}: {exc}",
+        return ConfigError(f"Invalid ComfyUI URL {url!r}: {redact_text(str(exc))}",
                            hint="Use a URL like http://127.0.0.1:8188"), False
     if isinstance(exc, _ServerError):
         status = exc.response.status_code
         return ComfyUIUnavailable(f"{where} answered HTTP {status}", url=url), True
     # LocalProtocolError, DecodingError, TooManyRedirects, StreamError, ...
-    return ComfyUIError(f"Request to {where} failed: {type(exc).__name__}: {exc}", url=url), False
+    return ComfyUIError(f"Request to {where} failed: {type(exc).__name__}: {redact_text(str(exc))}",
+                        url=url), False
 
 
 class HTTPTransport:
@@ -132,6 +135,7 @@ def json_body(response: httpx.Response, url: str) -> Any:
     """Decode a JSON answer; an empty body is None, anything else not JSON is an error."""
     if not response.content:
         return None
+    url = redact_url(url)
     try:
         return response.json()
     except ValueError as exc:

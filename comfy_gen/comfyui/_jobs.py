@@ -83,7 +83,7 @@ class JobTracker:
         with self._lock:
             if self._listener is None:
                 self._listener = EventListener(
-                    ws_url(self._client.base_url, self._client.client_id),
+                    ws_url(self._client.base_url, self._client.client_id),  # connects: the real URL
                     on_event=self._on_event, on_connection=self._on_connection,
                     open_timeout=self._client.connect_timeout,
                     max_backoff=max(0.2, min(2.0, self._client.poll_interval)))
@@ -192,7 +192,7 @@ class JobTracker:
                 now = time.monotonic()
                 if now >= deadline:
                     raise ComfyUITimeout(f"Job {prompt_id} did not finish within {timeout:g}s",
-                                         url=self._client.base_url, prompt_id=prompt_id)
+                                         url=self._client.display_url, prompt_id=prompt_id)
                 healthy = listener is not None and listener.connected
                 interval = SAFETY_POLL if healthy and not nudged else self._client.poll_interval
                 next_check = last_check + interval
@@ -223,14 +223,14 @@ class JobTracker:
                     if down_since is None:
                         down_since = check_started
                         log.warning("Lost contact with ComfyUI at %s while waiting for job %s; "
-                                    "waiting up to %gs for it to come back", self._client.base_url,
+                                    "waiting up to %gs for it to come back", self._client.display_url,
                                     prompt_id, OUTAGE_GRACE)
                     gone = time.monotonic() - down_since
                     if gone > OUTAGE_GRACE:
                         raise ComfyUIUnavailable(
-                            f"Lost contact with ComfyUI at {self._client.base_url} while waiting for "
+                            f"Lost contact with ComfyUI at {self._client.display_url} while waiting for "
                             f"job {prompt_id}: unreachable for {gone:.0f}s ({exc.message})",
-                            url=self._client.base_url, prompt_id=prompt_id,
+                            url=self._client.display_url, prompt_id=prompt_id,
                             hint="When the server is back, `comfy-gen queue` shows whether the job "
                                  "is still there; run the command again to render it.") from exc
                     log.info("job %s: server unreachable (%s); still waiting", prompt_id, exc.message)
@@ -271,8 +271,8 @@ class JobTracker:
             if entry is not None:
                 return entry
         raise JobLost(f"Job {prompt_id} is in neither the queue nor the history of "
-                      f"{self._client.base_url} (the server restarted?)",
-                      url=self._client.base_url, prompt_id=prompt_id,
+                      f"{self._client.display_url} (the server restarted?)",
+                      url=self._client.display_url, prompt_id=prompt_id,
                       hint="Queue the job again.")
 
     def _jobs_api_state(self, prompt_id: str, *, retry: bool = True) -> str | None:
@@ -291,7 +291,7 @@ class JobTracker:
 
     def _finish(self, prompt_id: str, entry: dict[str, Any], started: float) -> JobResult:
         outcome, data = _protocol.history_outcome(entry)
-        url = self._client.base_url
+        url = self._client.display_url
         if outcome == "interrupted":
             raise ExecutionInterrupted(f"Job {prompt_id} was interrupted"
                                        + (f" at node {data['node_id']} ({data.get('node_type')})"

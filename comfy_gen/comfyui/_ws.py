@@ -16,6 +16,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from comfy_gen.comfyui import _protocol
 from comfy_gen.comfyui.events import Event
+from comfy_gen.urls import redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class EventListener:
                  on_connection: Callable[[bool], None], open_timeout: float = 5.0,
                  max_backoff: float = 2.0) -> None:
         self.url = url
+        self.display_url = redact_url(url)
         self._on_event = on_event
         self._on_connection = on_connection
         self._open_timeout = open_timeout
@@ -93,7 +95,7 @@ class EventListener:
             except (OSError, TimeoutError, WebSocketException) as exc:
                 failures += 1
                 delay = min(self._max_backoff, 0.05 * 2 ** min(failures, 10))
-                log.debug("ws connect to %s failed (%s); retry in %.2fs", self.url, exc, delay)
+                log.debug("ws connect to %s failed (%s); retry in %.2fs", self.display_url, redact_text(str(exc)), delay)
                 self._stop.wait(delay)
                 continue
             failures = 0
@@ -110,7 +112,7 @@ class EventListener:
                 for frame in ws:
                     self._dispatch(frame)
             except (OSError, WebSocketException) as exc:
-                log.info("ws connection to %s lost: %s", self.url, exc)
+                log.info("ws connection to %s lost: %s", self.display_url, redact_text(str(exc)))
             finally:
                 self._connected.clear()
                 with self._lock:

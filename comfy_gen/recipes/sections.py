@@ -16,7 +16,8 @@ from comfy_gen.config import Settings
 from comfy_gen.errors import UsageError
 from comfy_gen.params import GenerationParams, LoraSpec, validate_ranges
 from comfy_gen.recipes.model import AXES, Axis, PromptSpec
-from comfy_gen.recipes.prompts import PromptExpander, resolve_seeds, short_label
+from comfy_gen.recipes.prompts import (PromptBudget, PromptExpander, PromptLimitExceeded, resolve_seeds, seed_count,
+                                       short_label)
 
 #: Refuse recipes that would expand to more items than this (likely a mistake).
 MAX_ITEMS = 50_000
@@ -121,6 +122,11 @@ def parse_prompt_values(entries: Any, path: list[Any], out: Any,
     if not isinstance(entries, list):
         return []
     values: list[PromptSpec] = []
+    # One budget for the whole axis: an axis over MAX_ITEMS makes the recipe
+    # over the limit whatever the other axes are, so expansion stops there.
+    budget = PromptBudget(items=MAX_ITEMS)
+    if _count_over_limit(entries, path, out, expander):
+        return []
     for i, entry in enumerate(entries):
         if isinstance(entry, str):
             text, label, negative = entry, None, None
@@ -136,7 +142,10 @@ def parse_prompt_values(entries: Any, path: list[Any], out: Any,
         if problems:
             continue
         try:
-            variants = expander.expand(text)
+            variants = expander.expand(text, budget)
+        except PromptLimitExceeded as exc:
+            out.add([*path, i], exc.message)
+            break  # over a limit: later entries would only repeat it
         except UsageError as exc:
             out.add([*path, i], exc.message)
             continue
@@ -147,6 +156,25 @@ def parse_prompt_values(entries: Any, path: list[Any], out: Any,
                 shown = label if len(variants) == 1 else f"{label} #{k + 1}"
             values.append(PromptSpec(variant, shown, negative))
     return values
+
+
+def _count_over_limit(entries: list[Any], path: list[Any], out: Any, expander: PromptExpander) -> bool:
+    """Count the prompts of an axis from the templates' parse trees, before
+    generating any; True (problem added) when they exceed MAX_ITEMS."""
+    total = 0
+    for i, entry in enumerate(entries):
+        text = entry if isinstance(entry, str) else entry.get("text") if isinstance(entry, dict) else None
+        if not isinstance(text, str) or expander.check(text):
+            continue  # reported by the main pass
+        count = expander.count(text)
+        if count is None:
+            continue  # not countable: the lazy budget applies while generating
+        total += count
+        if total > MAX_ITEMS:
+            out.add([*path, i], f"prompts expand to at least {total} prompts, more than the item limit "
+                                f"({MAX_ITEMS})")
+            return True
+    return False
 
 
 def parse_seeds(spec: Any, path: list[Any], out: Any, *, salt: str) -> list[int]:
@@ -162,6 +190,12 @@ def parse_seeds(spec: Any, path: list[Any], out: Any, *, salt: str) -> list[int]
                 for k in ("start", "stop", "step"))):
             return []
     else:
+        return []
+    # Counted before anything is built: {start: 0, stop: 4294967295} must not
+    # allocate four billion ints to find out it is over the limit.
+    count = seed_count(spec)
+    if count > MAX_ITEMS:
+        out.add(path, f"{count} seeds: the recipe would expand to at least {count} items (limit {MAX_ITEMS})")
         return []
     seeds = resolve_seeds(spec, salt=salt)
     if not seeds:
@@ -371,6 +405,8 @@ def parse_sections(data: Any, out: Any, *, settings: Settings, recipe_path: Path
     if not any(a.name == "prompt" for a in axes) and not categories and category_axis is None:
         out.add([], "nothing to render: add prompts, matrix.axes.prompt or categories")
     count = item_count(axes, groups)
+    # Sizes only: each axis holds at most MAX_ITEMS values (checked while
+    # parsing), so the product is arithmetic, never a list.
     if count > MAX_ITEMS:
         out.add(["matrix"] if "matrix" in data else [], f"expands to {count} items (limit {MAX_ITEMS})")
     if categories or category_axis is not None:

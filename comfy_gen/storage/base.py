@@ -72,6 +72,11 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def check(self) -> bool:
+        """Preflight: raise StorageAuthError / BucketNotFound (exit 2) when uploads can
+        never work with these settings; False (logged) when the server is only down."""
+        ...
+
 
 def content_type_for(path: str | Path) -> str:
     """The MIME type uploaded for ``path``, from its extension."""
@@ -141,6 +146,9 @@ class LocalOnlyStorage:
 
     def delete(self, key: str) -> None:
         raise StorageError(f"No object storage is configured; cannot delete {key!r}", hint=_CONFIGURE_HINT)
+
+    def check(self) -> bool:
+        return True  # nothing remote to reach
 
 
 _CONFIGURE_HINT = ("Set COMFY_GEN_MINIO_ENDPOINT, COMFY_GEN_MINIO_ACCESS_KEY and "

@@ -13,8 +13,9 @@ from typing import Any, Iterator, cast
 from urllib.parse import quote, urlsplit
 
 from comfy_gen.errors import (BucketNotFound, ConfigError, StorageAuthError, StorageError,
-                              StorageUnavailable)
+                              StorageUnavailable, is_transient)
 from comfy_gen.storage.base import ObjectInfo, StoredObject, check_key, content_type_for, file_md5
+from comfy_gen.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ class S3Storage:
 
     @property
     def where(self) -> str:
+        # The endpoint cannot carry credentials (refused in _split_endpoint).
         return f"bucket {self.bucket!r} at {'https' if self.secure else 'http'}://{self.endpoint}"
 
     # --- Storage protocol ----------------------------------------------------
@@ -153,6 +155,28 @@ class S3Storage:
             self._client.remove_object(self.bucket, key)
         except Exception as exc:
             raise self._translate(exc, f"delete {key!r} from") from exc
+
+    def check(self) -> bool:
+        """Preflight before rendering: do these credentials reach this bucket?
+
+        Wrong keys or a missing bucket can never heal by retrying, so they raise
+        (StorageAuthError / BucketNotFound, exit 2) before any job is queued. An
+        outage can: it is logged as a warning and False returned, and uploads go
+        to the outbox as usual. A HEAD on the bucket is signed like any request,
+        so a wrong secret is refused here even when the bucket is empty.
+        """
+        try:
+            found = bool(self._client.bucket_exists(self.bucket))
+        except Exception as exc:
+            error = self._translate(exc, "reach")
+            if is_transient(error):
+                log.warning("%s; uploads will wait in the outbox", error.message)
+                return False
+            raise error from exc
+        if not found:
+            raise BucketNotFound(f"Cannot upload to {self.where}: the bucket does not exist",
+                                 hint="Create it with `comfy-gen bucket create`, or fix COMFY_GEN_MINIO_BUCKET.")
+        return True
 
     # --- bucket administration (used by comfy_gen.storage.admin) --------------
 
@@ -264,10 +288,15 @@ def _root_reason(exc: BaseException) -> str:
 def _split_endpoint(endpoint: str, secure: bool) -> tuple[str, bool]:
     """Accept ``host:port`` or ``http(s)://host:port``; the scheme wins over ``secure``."""
     endpoint = endpoint.strip()
+    if "@" in endpoint.split("/", 3)[2 if "://" in endpoint else 0]:
+        # Never echoed: the userinfo is a credential, and it would end up in every message.
+        raise ConfigError("The storage endpoint must not contain credentials (user:password@)",
+                          hint="Give host:port in COMFY_GEN_MINIO_ENDPOINT and the keys in "
+                               "COMFY_GEN_MINIO_ACCESS_KEY / COMFY_GEN_MINIO_SECRET_KEY.")
     if "://" in endpoint:
         parts = urlsplit(endpoint)
         if parts.path not in ("", "/"):
-            raise ConfigError(f"Storage endpoint {endpoint!r} must not contain a path",
+            raise ConfigError(f"Storage endpoint {redact_url(endpoint)!r} must not contain a path",
                               hint="Use host:port; put a public base URL in COMFY_GEN_MINIO_PUBLIC_URL.")
         return parts.netloc, parts.scheme == "https"
     return endpoint.rstrip("/"), secure

@@ -9,11 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from comfy_gen.errors import PathNotAllowed, WorkflowError
+from comfy_gen.inputfile import InputFileError, read_text
 from comfy_gen.paths import confine
 from comfy_gen.workflow._graph import Graph
 from comfy_gen.workflow.ui_format import convert_ui_workflow, is_ui_format
 
 log = logging.getLogger(__name__)
+
+#: API-format graphs are tens of kilobytes; UI exports with notes a few hundred.
+MAX_WORKFLOW_BYTES = 16 * 1024 * 1024
 
 UI_FORMAT_HINT = (
     'In ComfyUI use Workflow > Export (API) (older versions: enable "Dev mode" in the settings, '
@@ -58,6 +62,7 @@ def resolve_workflow_path(path_or_name: str | Path, *, workflows_dir: str | Path
     folder = Path(workflows_dir) if workflows_dir is not None else _default_dir()
     allowed = [Path(a) for a in allowed_dirs] if allowed_dirs is not None else [folder, Path.cwd()]
     refused: PathNotAllowed | None = None
+    odd: Path | None = None
     for candidate in _candidates(str(path_or_name), folder, trusted=trusted):
         try:
             resolved = candidate.resolve() if trusted else confine(candidate, allowed)
@@ -65,10 +70,17 @@ def resolve_workflow_path(path_or_name: str | Path, *, workflows_dir: str | Path
             if candidate.exists():
                 refused = refused or exc
             continue
+        except RuntimeError as exc:  # pathlib's resolve() on a symlink loop
+            raise WorkflowError(f"Cannot read workflow {candidate}: symlink loop (too many levels of "
+                                "symbolic links)", path=str(candidate)) from exc
         if resolved.is_file():
             return resolved
+        if odd is None and resolved.exists():
+            odd = resolved  # a directory, FIFO or device: reading it says which, naming it
     if refused is not None:
         raise refused
+    if odd is not None:
+        return odd
     names = available_workflows(folder)
     raise WorkflowError(
         f"Unknown workflow {str(path_or_name)!r} (looked in {folder})",
@@ -95,15 +107,26 @@ def load_workflow(path_or_name: str | Path, *, workflows_dir: str | Path | None 
     path = resolve_workflow_path(path_or_name, workflows_dir=workflows_dir, allowed_dirs=allowed_dirs,
                                  trusted=trusted)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise WorkflowError(f"Cannot read workflow {path}: {exc}", path=str(path)) from exc
+        text = read_text(path, cap=MAX_WORKFLOW_BYTES)
+    except InputFileError as exc:
+        raise WorkflowError(f"Cannot read workflow {path}: {exc.message}", path=str(path)) from exc
+    return normalize_graph(parse_json(text, source=str(path)), object_info=object_info, source=str(path))
+
+
+def parse_json(text: str, *, source: str) -> Any:
+    """Strict JSON: NaN/Infinity are refused (ComfyUI cannot take them and they are
+    not JSON), and nesting too deep for the parser is a WorkflowError, not RecursionError."""
+    def refuse(name: str) -> Any:
+        raise WorkflowError(f"{source}: {name} is not a valid JSON number (use a finite number)",
+                            path=source)
+
     try:
-        data = json.loads(text)
+        return json.loads(text, parse_constant=refuse)
     except json.JSONDecodeError as exc:
-        raise WorkflowError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
-                            path=str(path)) from exc
-    return normalize_graph(data, object_info=object_info, source=str(path))
+        raise WorkflowError(f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
+                            path=source) from exc
+    except RecursionError as exc:
+        raise WorkflowError(f"{source}: JSON nested too deeply", path=source) from exc
 
 
 def normalize_graph(data: Any, *, object_info: dict[str, Any] | None = None, source: str = "workflow") -> Graph:
