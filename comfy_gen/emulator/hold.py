@@ -55,11 +55,12 @@ class Holds:
         self._notify()
         return released
 
-    def wake(self, prompt_id: str | None = None) -> None:
-        """Wake a held job (every one when None) without releasing it: an interrupt."""
-        for pid, event in self._held.items():
-            if prompt_id is None or pid == prompt_id:
-                event.set()
+    def wake(self, prompt_id: str) -> None:
+        """An interrupt: the held job wakes (to be interrupted) and is no longer held, at once."""
+        event = self._held.pop(prompt_id, None)
+        if event is not None:
+            event.set()
+            self._notify()
 
     async def wait_held(self, n: int, timeout: float) -> bool:
         """True once at least ``n`` jobs are held; False after ``timeout`` seconds."""
