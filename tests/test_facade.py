@@ -167,13 +167,11 @@ def _queue_state(emu: Emulator) -> dict:
 
 
 def test_cancel_prompt_touches_only_the_given_prompt(server: Emulator) -> None:
-    server.faults.step_time = 0.1
+    server.hold()  # the first job stays running until cancelled, however loaded the machine
     wf = _tiny()
     running = g.queue_workflow(g.modify_sampler_params(wf, steps=40, seed=1))
     pending = g.queue_workflow(g.modify_sampler_params(wf, steps=40, seed=2))
-    deadline = time.monotonic() + 5
-    while not _queue_state(server)["queue_running"] and time.monotonic() < deadline:
-        time.sleep(0.02)
+    assert server.wait_held(1, timeout=60) == [running]
     assert g.cancel_prompt(pending) is True
     state = _queue_state(server)
     assert [item[1] for item in state["queue_running"]] == [running]  # still running, not interrupted

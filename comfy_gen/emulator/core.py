@@ -18,6 +18,7 @@ from comfy_gen.emulator.catalog import Catalog
 from comfy_gen.emulator.executor import Executor, Outcome
 from comfy_gen.emulator.faults import Faults
 from comfy_gen.emulator.files import Dirs
+from comfy_gen.emulator.hold import Holds
 from comfy_gen.emulator.state import PromptQueue, QueueItem, Stats
 from comfy_gen.emulator.validation import Validator
 from comfy_gen.emulator.ws import Hub
@@ -36,7 +37,8 @@ class Core:
         self.queue = PromptQueue()
         self.stats = Stats()
         self.hub = Hub(faults)
-        self.executor = Executor(self.catalog, self.hub, faults, output_dir=dirs.output,
+        self.holds = Holds()
+        self.executor = Executor(self.catalog, self.hub, faults, self.holds, output_dir=dirs.output,
                                  input_dir=dirs.input, temp_dir=dirs.temp,
                                  step_time=step_time, previews=previews)
         self._worker: asyncio.Task[None] | None = None
@@ -118,6 +120,8 @@ class Core:
         if prompt_id and (running is None or running.prompt_id != prompt_id):
             return
         self.executor.interrupt_requested = True
+        if running is not None:
+            self.holds.wake(running.prompt_id)  # a held job is interrupted where it waits
 
     # --- the worker --------------------------------------------------------
 

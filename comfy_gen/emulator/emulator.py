@@ -5,6 +5,9 @@ Usage::
     with Emulator(step_time=0.01) as emu:
         httpx.get(emu.url + "/system_stats")
         emu.faults.error_node_class = "VAEDecode"
+        emu.hold(after=2)          # the 3rd job to reach a sampler waits there
+        [prompt_id] = emu.wait_held(1)
+        emu.release()              # it goes on; nothing is held any more
         emu.restart()
         emu.stats()["jobs_completed"]
 """
@@ -120,13 +123,50 @@ class Emulator:
         return self._call(snapshot())
 
     def clear(self) -> None:
-        """Reset faults, interrupt the running job and drop pending ones (test hygiene)."""
+        """Reset faults, stop holding, interrupt the running job, drop pending ones (test hygiene)."""
         async def clear() -> None:
             core = self._need_core()
             core.faults.reset()
             await core.clear_pending()
-            core.interrupt(None)
+            core.interrupt(None)  # a held job wakes and is interrupted at its sampler
+            core.holds.release()
         self._call(clear())
+
+    def hold(self, after: int = 0) -> None:
+        """Hold jobs at their first sampler step until released; the next ``after`` run through.
+
+        Only jobs that reach a sampler are counted or held (a fully cached job is not).
+        A held job still honours ``/interrupt``; ``clear()``, ``restart()`` and ``stop()``
+        never leave one hanging.
+        """
+        async def hold() -> None:
+            self._need_core().holds.hold(after)
+        self._call(hold())
+
+    def held(self) -> list[str]:
+        """Prompt ids held right now, longest-held first."""
+        async def held() -> list[str]:
+            return self._need_core().holds.held
+        return self._call(held())
+
+    def wait_held(self, n: int = 1, timeout: float = 60.0) -> list[str]:
+        """Block until ``n`` jobs are held (one worker: at most one at a time); their ids.
+
+        Raises TimeoutError (with the emulator's stats) after ``timeout`` seconds.
+        """
+        async def wait() -> tuple[bool, list[str]]:
+            holds = self._need_core().holds
+            return await holds.wait_held(n, timeout), holds.held
+        reached, ids = self._call(wait(), timeout=timeout + 30)
+        if not reached:
+            raise TimeoutError(f"{len(ids)} of {n} job(s) held after {timeout:g}s; stats: {self.stats()}")
+        return ids
+
+    def release(self, n: int | None = None) -> list[str]:
+        """Let the ``n`` longest-held jobs go on (hold stays on); None: all, and stop holding."""
+        async def release() -> list[str]:
+            return self._need_core().holds.release(n)
+        return self._call(release())
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Block until nothing is pending or running; False on timeout."""

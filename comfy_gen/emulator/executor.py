@@ -20,6 +20,7 @@ from typing import Any
 
 from comfy_gen.emulator.catalog import IMAGE_INPUT_NODES, Catalog
 from comfy_gen.emulator.faults import Faults
+from comfy_gen.emulator.hold import Holds
 from comfy_gen.emulator.nodes import EVALUATORS, Latent, NodeFailure, NodeResult, passthrough
 from comfy_gen.emulator.render import Picture, preview_jpeg
 from comfy_gen.emulator.state import QueueItem
@@ -51,11 +52,12 @@ def _format_value(value: Any) -> Any:
 class Executor:
     """Executes prompts one at a time; holds the cache and the interrupt flag."""
 
-    def __init__(self, catalog: Catalog, hub: Hub, faults: Faults, *, output_dir: Path,
+    def __init__(self, catalog: Catalog, hub: Hub, faults: Faults, holds: Holds, *, output_dir: Path,
                  input_dir: Path, temp_dir: Path, step_time: float, previews: bool) -> None:
         self.catalog = catalog
         self.hub = hub
         self.faults = faults
+        self.holds = holds
         self.output_dir, self.input_dir, self.temp_dir = output_dir, input_dir, temp_dir
         self.default_step_time = step_time
         self.previews = previews
@@ -90,6 +92,7 @@ class _Run:
         self.ui: dict[str, Any] = {}
         self.meta: dict[str, Any] = {}
         self.current: str | None = None
+        self.hold_checked = False  # a job is held at most once, at its first sampler
         # RunContext fields for the node evaluators.
         self.input_dir, self.output_dir, self.temp_dir = executor.input_dir, executor.output_dir, executor.temp_dir
         pnginfo = item.extra_data.get("extra_pnginfo")
@@ -227,6 +230,10 @@ class _Run:
     async def sample(self, steps: int, latent: Latent) -> None:
         """Per-step progress (and previews) with the configured step time."""
         node_id = self.current or ""
+        if not self.hold_checked:
+            self.hold_checked = True
+            await self.ex.holds.at_sampler(self.pid)
+            self.check_interrupt()  # an interrupt is what wakes a held job early
         for step in range(1, steps + 1):
             step_time = self.ex.faults.step_time
             await asyncio.sleep(self.ex.default_step_time if step_time is None else step_time)

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CORE_KEY = web.AppKey("core", Core)
+#: The longest a GET /_emulator/hold?held=N request waits (s), so a client's read timeout can cover it.
+MAX_HOLD_WAIT = 300.0
 
 _INDEX = """<!doctype html><html><head><title>comfy-gen ComfyUI emulator</title></head>
 <body><h1>comfy-gen ComfyUI protocol emulator</h1>
@@ -240,6 +242,43 @@ async def post_restart(request: web.Request) -> web.Response:
     return web.json_response({"restarted": True})
 
 
+async def get_hold(request: web.Request) -> web.Response:
+    """The hold state; ``?held=N&timeout=S`` first waits (up to S s) for N held jobs (408 if not)."""
+    holds = _core(request).holds
+    query = request.rel_url.query
+    if "held" in query:
+        try:
+            n, timeout = int(query["held"]), min(float(query.get("timeout", 60)), MAX_HOLD_WAIT)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        if not await holds.wait_held(n, timeout):
+            return web.json_response(holds.to_dict(), status=408)
+    return web.json_response(holds.to_dict())
+
+
+async def post_hold(request: web.Request) -> web.Response:
+    """Body ``{"after": K}`` (optional): hold jobs at their sampler, letting K through first."""
+    holds = _core(request).holds
+    try:
+        body = await request.json() if request.can_read_body else {}
+        holds.hold(int((body or {}).get("after", 0)))
+    except (ValueError, TypeError, AttributeError) as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    return web.json_response(holds.to_dict())
+
+
+async def post_release(request: web.Request) -> web.Response:
+    """Body ``{"n": N}``: release the N longest-held jobs; no N: all, and stop holding."""
+    holds = _core(request).holds
+    try:
+        body = await request.json() if request.can_read_body else {}
+        n = (body or {}).get("n")
+        released = holds.release(None if n is None else int(n))
+    except (ValueError, TypeError, AttributeError) as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    return web.json_response({"released": released, **holds.to_dict()})
+
+
 async def get_stats(request: web.Request) -> web.Response:
     return web.json_response(stats_of(_core(request)))
 
@@ -248,7 +287,8 @@ def stats_of(core: Core) -> dict[str, Any]:
     data = core.stats.snapshot()
     data.update(queue_pending=len(core.queue.pending),
                 queue_running=1 if core.queue.running is not None else 0,
-                history_size=len(core.queue.history), ws_clients=len(core.hub.clients))
+                history_size=len(core.queue.history), ws_clients=len(core.hub.clients),
+                jobs_held=core.holds.jobs_held, held=core.holds.held)
     return data
 
 
@@ -297,6 +337,9 @@ PRIVATE_ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/_emulator/faults", post_faults),
     ("POST", "/_emulator/restart", post_restart),
     ("GET", "/_emulator/stats", get_stats),
+    ("GET", "/_emulator/hold", get_hold),
+    ("POST", "/_emulator/hold", post_hold),
+    ("POST", "/_emulator/release", post_release),
 ]
 
 

@@ -44,10 +44,11 @@ def test_models_url_defaults_to_settings(emu, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_queue_lists_ours_and_theirs(emu) -> None:
-    emu.faults.step_time = 0.2
+    emu.hold()  # the first job stays running until cancelled (the fixture's clear() ends the rest)
     with ComfyUIClient(emu.url, retry_delay=0.01) as client:
         running = client.queue_prompt(_graph("txt2img_slow.json")).prompt_id
         pending = client.queue_prompt(_graph()).prompt_id
+        assert emu.wait_held(1, timeout=60) == [running]
         foreign = httpx.post(f"{emu.url}/prompt", json={"prompt": _graph(), "client_id": "other-tool"},
                              timeout=5).json()["prompt_id"]
         code, out, _ = run_cli("queue", "--json", "--url", emu.url)
@@ -70,10 +71,11 @@ def test_queue_lists_ours_and_theirs(emu) -> None:
 
 
 def test_cancel_one_and_errors(emu) -> None:
-    emu.faults.step_time = 0.2
+    emu.hold()
     with ComfyUIClient(emu.url, retry_delay=0.01) as client:
         running = client.queue_prompt(_graph("txt2img_slow.json")).prompt_id
         pending = client.queue_prompt(_graph()).prompt_id
+        assert emu.wait_held(1, timeout=60) == [running]
         code, out, _ = run_cli("cancel", pending, "--url", emu.url)
         assert code == 0 and out.strip() == f"{pending}: deleted"
         code, out, _ = run_cli("cancel", running, "--url", emu.url)

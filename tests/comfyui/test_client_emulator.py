@@ -57,14 +57,6 @@ def _slow(emu, step_time: float = 0.1) -> None:
     emu.faults.step_time = step_time
 
 
-def _wait_until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.02)
-
-
 def test_real_job_with_progress_and_download(client: ComfyUIClient, tmp_path: Path) -> None:
     seen: list[ev.Event] = []
     queued = client.queue_prompt(workflow("txt2img_ckpt.json"))
@@ -125,25 +117,27 @@ def test_partial_rejection_still_runs_the_valid_branch(client: ComfyUIClient) ->
 
 
 def test_interrupt_touches_only_the_named_running_job(emu, make_client) -> None:
-    _slow(emu)
+    emu.hold()  # the first job stays running until interrupted, however loaded the machine
     mine, other = make_client(emu.url), make_client(emu.url)
     running = mine.queue_prompt(workflow("txt2img_slow.json")).prompt_id
     pending = other.queue_prompt(workflow("txt2img_ckpt.json")).prompt_id
-    _wait_until(lambda: mine.get_queue().find(running) == "running")
+    assert emu.wait_held(1, timeout=60) == [running]
     assert mine.interrupt(pending) is False  # pending: not interrupted
     assert mine.interrupt("not-a-job") is False
     assert mine.get_queue().find(running) == "running"
     assert mine.interrupt(running) is True
     with pytest.raises(ExecutionInterrupted):
         mine.wait(running)
+    emu.release()
     assert other.wait(pending).status == "success"
 
 
 def test_delete_pending_and_cancel(emu, client: ComfyUIClient) -> None:
-    _slow(emu)
+    emu.hold()  # the first job stays running, the others pending, until we act on them
     running = client.queue_prompt(workflow("txt2img_slow.json")).prompt_id
     pending = client.queue_prompt(workflow("txt2img_ckpt.json")).prompt_id
     doomed = client.queue_prompt(workflow("txt2img_ckpt.json")).prompt_id
+    assert emu.wait_held(1, timeout=60) == [running]
     client.delete_pending([doomed])
     state = client.get_queue()
     assert state.find(doomed) is None and state.find(pending) == "pending"
@@ -243,7 +237,7 @@ def test_server_gone_mid_job_is_one_clear_error(fresh_emulator, make_client, mon
 
 
 def test_job_timeout(emu, client: ComfyUIClient) -> None:
-    _slow(emu)
+    emu.hold()  # the job cannot finish first; the fixture's clear() ends it
     prompt_id = client.queue_prompt(workflow("txt2img_slow.json")).prompt_id
     started = time.monotonic()
     with pytest.raises(ComfyUITimeout) as info:

@@ -109,7 +109,7 @@ def stage_input_files(emu: Emulator, prompt: dict[str, Any]) -> None:
             path.write_bytes(b"this is not a png" if "not_an_image" in name else png())
 
 
-def wait_history(client: httpx.Client, prompt_id: str, timeout: float = 10.0) -> dict[str, Any]:
+def wait_history(client: httpx.Client, prompt_id: str, timeout: float = 60.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         data = client.get(f"/history/{prompt_id}").json()
@@ -120,7 +120,7 @@ def wait_history(client: httpx.Client, prompt_id: str, timeout: float = 10.0) ->
     raise AssertionError(f"{prompt_id} did not finish within {timeout}s")
 
 
-def wait_running(client: httpx.Client, prompt_id: str, timeout: float = 10.0) -> None:
+def wait_running(client: httpx.Client, prompt_id: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         running = client.get("/queue").json()["queue_running"]
@@ -137,14 +137,14 @@ def replay_job(emu: Emulator, client: httpx.Client, prompt_id: str, before: str,
     body["prompt_id"] = prompt_id
     stage_input_files(emu, body["prompt"])
     if outcome == "execution_interrupted":
-        emu.faults.step_time = 0.05
+        emu.hold()  # it waits at its sampler until the interrupt lands
     response = client.post("/prompt", json=body)
     assert response.status_code == 200, response.text
     if outcome == "execution_interrupted":
-        wait_running(client, prompt_id)
+        assert emu.wait_held(1, timeout=60) == [prompt_id]
         client.post("/interrupt", json={"prompt_id": prompt_id})
     entry = wait_history(client, prompt_id)
-    emu.faults.step_time = None
+    emu.release()
     assert entry["status"]["messages"][-1][0] == outcome
     return entry
 
@@ -157,7 +157,7 @@ def replay_history(emu: Emulator, client: httpx.Client, recorded: dict[str, Any]
 
 def fill_queue(emu: Emulator, client: httpx.Client, recorded: dict[str, Any]) -> None:
     """Make the queue hold jobs like the recorded running and pending items."""
-    emu.faults.step_time = 0.5  # nothing finishes while we look
+    emu.hold()  # the running one waits at its sampler: nothing finishes while we look
     items = recorded["queue_running"] + recorded["queue_pending"]
     for number, prompt_id, prompt, extra, _ in items:
         body: dict[str, Any] = {"prompt": prompt, "prompt_id": prompt_id}
@@ -174,3 +174,4 @@ def fill_queue(emu: Emulator, client: httpx.Client, recorded: dict[str, Any]) ->
         assert client.post("/prompt", json=body).status_code == 200
     if recorded["queue_running"]:
         wait_running(client, items[0][1])
+        assert emu.wait_held(1, timeout=60) == [items[0][1]]

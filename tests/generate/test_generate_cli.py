@@ -236,19 +236,18 @@ def test_job_lost_twice_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         monkeypatch.setenv("COMFY_GEN_COMFYUI_URL", emu.url)
         monkeypatch.setenv("COMFY_GEN_POLL_INTERVAL", "0.1")
         restarts: list[float] = []
+        emu.hold()  # each job (the first, then the one queued again) is running when the restart hits
 
         def restart_when_running() -> None:
-            deadline = time.monotonic() + 20
-            while len(restarts) < 2 and time.monotonic() < deadline:
-                if emu.stats()["queue_running"]:
-                    emu.restart()
-                    restarts.append(time.monotonic())
-                time.sleep(0.02)
+            for _ in range(2):
+                emu.wait_held(1, timeout=60)
+                emu.restart()  # loses the held job; the hold stays on
+                restarts.append(time.monotonic())
 
         killer = threading.Thread(target=restart_when_running, daemon=True)
         killer.start()
         code, _, err = run_cli("generate", "-w", TINY, "-p", "a paper lantern", "--steps", "30", "-o", "lost.png")
-        killer.join(timeout=20)
+        killer.join(timeout=60)
     assert len(restarts) == 2
     assert code == 1 and "neither the queue nor the history" in err and "Traceback" not in err
     assert not (tmp_path / "lost.png").exists()

@@ -18,14 +18,19 @@ class RecordingValidator:
 
     name = "recording"
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, gate: threading.Event | None = None) -> None:
         self.calls: list[list[str]] = []
         self.delay = delay
+        self.gate = gate  # when given, every call waits for it (set it to let scoring finish)
+        self.scoring = threading.Event()  # set once a call has begun
         self.lock = threading.Lock()
 
     def score_many(self, images, prompts, negatives=None) -> list[dict[str, Any]]:
         with self.lock:
             self.calls.append(list(prompts))
+        self.scoring.set()
+        if self.gate is not None:
+            assert self.gate.wait(60), "the test never let scoring finish"
         time.sleep(self.delay)
         if "boom" in prompts:
             raise ValidatorUnavailable("model went away")
@@ -101,13 +106,15 @@ def test_close_finishes_queued_requests_then_refuses_new_ones():
 
 
 def test_cancelled_requests_are_skipped():
-    fake = RecordingValidator(delay=0.2)
+    gate = threading.Event()
+    fake = RecordingValidator(gate=gate)
     with BatchingScorer(fake, max_batch=1, max_wait=0.0) as scorer:
         first = scorer.submit("a.png", "first")
-        time.sleep(0.05)  # "first" is now being scored
+        assert fake.scoring.wait(60)  # "first" is being scored, and stays so until the gate opens
         second = scorer.submit("b.png", "second")
         assert second.cancel()
-        assert first.result(timeout=10)["positive_score"] == 5.0
+        gate.set()
+        assert first.result(timeout=60)["positive_score"] == 5.0
     assert ["second"] not in fake.calls
 
 
