@@ -109,6 +109,18 @@ def _drain_prefect_clients() -> None:
             worker.drain_all(timeout=10)
 
 
+def _check_recipe(recipe: Path, backend: str | None) -> None:
+    """Load and expand the recipe (RecipeError: ``file:line: path: message``) before
+    any Prefect server or flow run exists, so a broken file costs no start-up and
+    leaves no Failed run behind. The flow checks it again as its own input."""
+    from comfy_gen.recipes import expand_recipe, load_recipe
+
+    settings = get_settings()
+    expand_recipe(load_recipe(recipe, settings=settings), settings=settings)
+    if backend:
+        settings.backend_url(backend)
+
+
 def _run_and_report(recipe: str, as_json: bool, **kwargs: Any) -> None:
     """Run the flow and print its summary, also when some items failed (exit 1)."""
     from comfy_gen.errors import BatchFailed
@@ -160,6 +172,7 @@ def run(recipe: str, force: bool, upload: bool | None, backend: str | None, url:
     if not Path(recipe).is_file():
         raise click.BadParameter(f"No such recipe file: {recipe}", param_hint="RECIPE")
     _allow_recipe_folder(Path(recipe).resolve().parent)
+    _check_recipe(Path(recipe).resolve(), backend)
     _run_and_report(str(Path(recipe).resolve()), as_json, force=force, upload=upload, backend=backend,
                     max_items=max_items)
 
