@@ -65,22 +65,13 @@ def pid_alive(pid: int) -> bool:
 
 
 def group_alive(pgid: int) -> bool:
-    """Whether any live process is left in the group led by ``pgid``.
-
-    On Linux /proc is read, because ``killpg(pgid, 0)`` also counts zombies that
-    a container's init may never reap. On Windows only the leader is checked.
-    """
+    """Whether any live process is left in the group led by ``pgid`` (the
+    leader may be gone while the rest of its group runs on)."""
     if WINDOWS:
         return _windows_pid_alive(pgid)
-    proc = Path("/proc")
-    if sys.platform.startswith("linux") and proc.is_dir():
-        for entry in proc.iterdir():
-            if not entry.name.isdigit():
-                continue
-            fields = _linux_stat(int(entry.name))
-            if fields is not None and fields[0] != "Z" and int(fields[2]) == pgid:
-                return True
-        return False
+    members = group_members(pgid)
+    if members is not None:
+        return bool(members)
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -88,6 +79,24 @@ def group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def group_members(pgid: int) -> list[int] | None:
+    """Live pids in the group ``pgid``, from Linux /proc; None where it cannot be read.
+
+    /proc is read because ``killpg(pgid, 0)`` also counts zombies, which a
+    container's init may never reap.
+    """
+    proc = Path("/proc")
+    if WINDOWS or not sys.platform.startswith("linux") or not proc.is_dir():
+        return None
+    members = []
+    for entry in proc.iterdir():
+        if entry.name.isdigit():
+            fields = _linux_stat(int(entry.name))
+            if fields is not None and fields[0] != "Z" and int(fields[2]) == pgid:
+                members.append(int(entry.name))
+    return members
 
 
 def command_line(pid: int) -> str | None:

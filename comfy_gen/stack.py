@@ -95,7 +95,7 @@ def end_leftovers(home: Path) -> list[int]:
             continue
         if _procs.pid_alive(owner):
             continue  # another comfy-gen process still runs it
-        if _procs.group_alive(pid) and _is_ours(pid):
+        if _procs.group_alive(pid) and _is_ours(pid, [str(a) for a in data.get("command", [])]):
             log.warning("Ending %s (pid %d) left over by comfy-gen process %d", data.get("name"), pid, owner)
             _procs.terminate_group(pid)
             deadline = time.monotonic() + 10
@@ -107,10 +107,13 @@ def end_leftovers(home: Path) -> list[int]:
     return ended
 
 
-def _is_ours(pid: int) -> bool:
-    """Whether ``pid`` still runs our watchdog (a recycled pid is left alone)."""
-    cmdline = _procs.command_line(pid)
-    return cmdline is None or "comfy_gen.procs" in cmdline
+def _is_ours(pgid: int, command: list[str]) -> bool:
+    """Whether the group still runs what we recorded (a recycled pid is left alone)."""
+    members = _procs.group_members(pgid)
+    if members is None:
+        return True  # no way to tell here; the owner is gone and the group was ours
+    lines = [_procs.command_line(pid) or "" for pid in members]
+    return any("comfy_gen.procs" in line or (command and command[0] in line) for line in lines)
 
 
 @dataclass
