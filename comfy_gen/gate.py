@@ -9,10 +9,12 @@ Two layers, both held from "queue" until the job finishes:
   99.6 % GPU busy where Prefect's server-side limits gave 30-57 %), and
 * a cross-process layer so several flows (nightly + on-demand, two workers'
   subprocesses) share the bound:
-  - ``local`` (default): N lock files per backend taken with ``flock``. The OS
-    releases a lock when its holder dies, so a SIGKILLed flow never leaks a
-    slot (a Prefect GCL lease would hold it for 60-300 s, or forever after a
-    server restart with in-memory lease storage). Waiters poll every few ms.
+  - ``local`` (default): N lock files per backend, each taken with a
+    non-blocking ``filelock`` try (``flock`` on POSIX, ``LockFileEx`` via
+    ``msvcrt`` on Windows). The OS releases a lock when its holder dies, so a
+    SIGKILLed flow never leaks a slot (a Prefect GCL lease would hold it for
+    60-300 s, or forever after a server restart with in-memory lease storage).
+    Waiters poll every few ms.
   - ``prefect``: a Prefect global concurrency limit ``<prefix>:<backend>``,
     created if missing and always acquired with ``strict=True`` (a missing
     limit would otherwise mean no limit at all). For flows on several hosts.
@@ -22,15 +24,14 @@ Two layers, both held from "queue" until the job finishes:
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import hashlib
 import logging
-import os
 import threading
 import time
 from pathlib import Path
 from typing import Iterator, Literal
+
+from filelock import FileLock, Timeout
 
 from comfy_gen.errors import ConfigError
 from comfy_gen.urls import normalize_url
@@ -101,19 +102,17 @@ class GpuGate:
         self._lock_dir.mkdir(parents=True, exist_ok=True)
         while True:
             for index in range(self.limit):
-                fd = os.open(self._lock_dir / f"slot-{index}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+                # A fresh lock object per try: each holds its own file handle, so
+                # threads of one process exclude each other like processes do.
+                lock = FileLock(self._lock_dir / f"slot-{index}.lock", mode=0o600, thread_local=False)
                 try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError as exc:
-                    os.close(fd)
-                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                        raise
+                    lock.acquire(blocking=False)
+                except Timeout:
                     continue
                 try:
                     yield index
                 finally:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-                    os.close(fd)
+                    lock.release()
                 return
             time.sleep(self.poll)
 

@@ -1,7 +1,7 @@
 """Start, stop and inspect a local ComfyUI process (``comfy-gen server ...``).
 
 The process is ``<comfyui_python> main.py <comfyui_args>`` run in ``comfyui_path``,
-in its own session (so stop can signal the whole process group), with output
+in its own process group (so stop can end the whole group; see ``procs``), with output
 appended to ``<state_dir>/comfyui.log``. ``<state_dir>/comfyui.pid`` records what
 we started; stop only signals a pid whose command line still names ``main.py``, so
 a recycled pid is never killed.
@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from comfy_gen import procs
 from comfy_gen.config import Settings
 from comfy_gen.errors import ComfyUIError, ComfyUITimeout, ComfyUIUnavailable, ConfigError
 
@@ -82,30 +81,15 @@ def _pid_alive(pid: int) -> bool:
     proc = _children.get(pid)
     if proc is not None:
         return proc.poll() is None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    if stat.exists():  # a zombie answers kill(0) but is gone
-        try:
-            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except (OSError, IndexError):
-            return True
-    return True
+    return procs.pid_alive(pid)
 
 
 def _is_comfyui(pid: int) -> bool:
     """Whether ``pid`` still runs main.py (Linux /proc); assume yes elsewhere."""
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if not cmdline.exists():
-        return sys.platform != "linux"
-    try:
-        return "main.py" in cmdline.read_bytes().decode(errors="replace")
-    except OSError:
-        return False
+    cmdline = procs.command_line(pid)
+    if cmdline is None:
+        return not sys.platform.startswith("linux")
+    return "main.py" in cmdline
 
 
 class LocalServer:
@@ -175,8 +159,8 @@ class LocalServer:
             log_fh.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: "
                          f"{' '.join(command)}\n".encode())
             log_fh.flush()
-            proc = subprocess.Popen(command, cwd=self.path, stdout=log_fh, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = procs.spawn_group(command, cwd=self.path, stdout=log_fh, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
         _children[proc.pid] = proc
         self.pid_path.write_text(json.dumps({"pid": proc.pid, "url": self.url, "command": command,
                                              "started_at": time.time()}))
@@ -199,19 +183,21 @@ class LocalServer:
             hint="Check the URL matches --listen/--port in COMFY_GEN_COMFYUI_ARGS, or raise --timeout.")
 
     def stop(self, *, timeout: float = 30.0) -> bool:
-        """SIGTERM the server's process group, SIGKILL after ``timeout``; True if it was running."""
+        """Terminate the server's process group, kill it after ``timeout``; True if it was running."""
         pid = self._read_pid()
         if pid is None or not _pid_alive(pid) or not _is_comfyui(pid):
             self._forget(pid)
             return False
-        self._signal(pid, signal.SIGTERM)
+        procs.terminate_group(pid)  # we started it as a group leader: its group id is its pid
         deadline = time.monotonic() + timeout
         while _pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         if _pid_alive(pid):
-            log.warning("ComfyUI (pid %d) ignored SIGTERM for %gs; killing it", pid, timeout)
-            self._signal(pid, signal.SIGKILL)
-            time.sleep(0.2)
+            log.warning("ComfyUI (pid %d) did not stop within %gs; killing it", pid, timeout)
+            procs.kill_group(pid)
+            kill_deadline = time.monotonic() + 5
+            while _pid_alive(pid) and time.monotonic() < kill_deadline:
+                time.sleep(0.05)
         self._forget(pid)
         return True
 
@@ -219,17 +205,6 @@ class LocalServer:
         self._command()  # fail on bad settings before stopping anything
         self.stop()
         return self.start(timeout=timeout)
-
-    @staticmethod
-    def _signal(pid: int, sig: signal.Signals) -> None:
-        try:
-            # We started it as a session leader: its group id is its pid.
-            os.killpg(pid, sig)
-        except (AttributeError, OSError):  # no process groups (Windows) or not ours
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
 
     def _forget(self, pid: int | None) -> None:
         if pid is not None:

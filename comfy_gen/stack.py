@@ -1,36 +1,45 @@
 """A local stack: Prefect server, work pool, deployments, worker, and the emulator.
 
-``comfy-gen up`` runs it in the foreground; the deployment tests use the same
-functions, so what the tests start is what users start.
+``comfy-gen up`` runs it in the foreground, ``comfy-gen run`` starts its server;
+the deployment tests use the same functions, so what the tests start is what
+users start.
+
+Every process runs under the ``procs`` watchdog in its own process group: it
+ends with its group when we stop it, and also when we die (even by SIGKILL).
+Each one is recorded in ``<PREFECT_HOME>/comfy-gen-procs/<pid>.json`` with the
+pid of the comfy-gen process that owns it; a later stack ends whatever is still
+recorded there for an owner that is gone (the watchdog itself was killed).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
-import signal
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import IO, Any, Mapping
 
 import httpx
 
+from comfy_gen import procs as _procs
 from comfy_gen.config import PROJECT_ROOT
 from comfy_gen.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 WORK_POOL = "comfy-gen"
+#: Folder under PREFECT_HOME recording the processes a stack started.
+RECORDS = "comfy-gen-procs"
 
 
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -63,6 +72,50 @@ def prefect_env(base: Mapping[str, str], *, home: Path, api_url: str | None = No
     return env
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something already listens on ``host:port`` (the bind test Prefect itself makes)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def end_leftovers(home: Path) -> list[int]:
+    """End processes recorded under ``home`` whose owner is gone; returns their pids."""
+    ended: list[int] = []
+    for record in sorted((home / RECORDS).glob("*.json")):
+        try:
+            data = json.loads(record.read_text())
+            pid, owner = int(data["pid"]), int(data["owner"])
+        except (OSError, ValueError, KeyError, TypeError):
+            record.unlink(missing_ok=True)
+            continue
+        if _procs.pid_alive(owner):
+            continue  # another comfy-gen process still runs it
+        if _procs.group_alive(pid) and _is_ours(pid, [str(a) for a in data.get("command", [])]):
+            log.warning("Ending %s (pid %d) left over by comfy-gen process %d", data.get("name"), pid, owner)
+            _procs.terminate_group(pid)
+            deadline = time.monotonic() + 10
+            while _procs.group_alive(pid) and time.monotonic() < deadline:
+                time.sleep(_procs.POLL_SECONDS)
+            _procs.kill_group(pid)
+            ended.append(pid)
+        record.unlink(missing_ok=True)
+    return ended
+
+
+def _is_ours(pgid: int, command: list[str]) -> bool:
+    """Whether the group still runs what we recorded (a recycled pid is left alone)."""
+    members = _procs.group_members(pgid)
+    if members is None:
+        return True  # no way to tell here; the owner is gone and the group was ours
+    lines = [_procs.command_line(pid) or "" for pid in members]
+    return any("comfy_gen.procs" in line or (command and command[0] in line) for line in lines)
+
+
 @dataclass
 class Stack:
     """Processes started for a local stack; ``stop()`` ends them all."""
@@ -72,10 +125,19 @@ class Stack:
     port: int = 4200
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
+    _log_files: list[IO[bytes]] = field(default_factory=list, repr=False)
 
     @property
     def api_url(self) -> str:
         return f"http://{self.host}:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def worker_name(self) -> str:
+        return f"comfy-gen-{os.getpid()}-{self.port}"
 
     def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         return prefect_env(base if base is not None else os.environ, home=self.home, api_url=self.api_url)
@@ -84,29 +146,38 @@ class Stack:
         self.home.mkdir(parents=True, exist_ok=True)
         log_path = self.home / f"{name}.log"
         fh = open(log_path, "ab")
-        proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, env=env,
-                                cwd=str(cwd or PROJECT_ROOT), start_new_session=True)
+        self._log_files.append(fh)
+        proc = _procs.spawn_group(_procs.watched(args), stdout=fh, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, env=env, cwd=str(cwd or PROJECT_ROOT))
         self.procs.append(proc)
         self.logs.append(log_path)
+        records = self.home / RECORDS
+        records.mkdir(exist_ok=True)
+        (records / f"{proc.pid}.json").write_text(json.dumps(
+            {"pid": proc.pid, "name": name, "owner": os.getpid(), "port": self.port, "command": args}))
         return proc
 
-    def start_server(self, timeout: float = 120.0) -> None:
+    def check_port(self) -> None:
+        """End our own leftovers on this home, then raise ConfigError if the port
+        is still taken: we never attach to a server we did not start."""
+        end_leftovers(self.home)
+        if port_in_use(self.host, self.port):
+            raise ConfigError(f"Port {self.port} on {self.host} is already in use by another program; "
+                              "comfy-gen will not attach to a server it did not start.",
+                              hint=f"Stop that program, or choose a free port with --port (e.g. --port {free_port()}).")
+
+    def start_server(self, *, ui: bool = False, timeout: float = 120.0) -> None:
+        """Start ``prefect server start`` and wait until it is healthy.
+
+        Raises ConfigError when the port is taken (we never attach to a server
+        we did not start) or the server exits or stays unhealthy.
+        """
+        self.check_port()
         env = self.env()
         env.pop("PREFECT_API_URL", None)
-        proc = self._spawn("server", [prefect_bin(), "server", "start", "--host", self.host,
-                                      "--port", str(self.port), "--no-ui"], env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise ConfigError(f"prefect server exited early (code {proc.returncode}); "
-                                  f"log: {self.home / 'server.log'}")
-            try:
-                if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise ConfigError(f"prefect server did not become healthy in {timeout:.0f} s")
+        args = [prefect_bin(), "server", "start", "--host", self.host, "--port", str(self.port)]
+        proc = self._spawn("server", args + ([] if ui else ["--no-ui"]), env)
+        self._wait_for(lambda: self._get("/health").status_code == 200, proc, "prefect server", timeout)
 
     def prefect(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """Run a ``prefect`` CLI command against this stack's server."""
@@ -125,22 +196,52 @@ class Stack:
     def deploy(self) -> None:
         self.prefect("deploy", "--all")
 
-    def start_worker(self, extra_env: Mapping[str, str] | None = None) -> None:
+    def start_worker(self, extra_env: Mapping[str, str] | None = None, *, timeout: float = 120.0) -> None:
+        """Start a process worker on the pool and wait until the server lists it."""
         env = self.env()
         env.update(extra_env or {})
-        self._spawn("worker", [prefect_bin(), "worker", "start", "--pool", WORK_POOL], env)
+        name = self.worker_name
+        proc = self._spawn("worker", [prefect_bin(), "worker", "start", "--pool", WORK_POOL, "--name", name], env)
 
-    def stop(self) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    continue
-        for proc in reversed(self.procs):
+        def registered() -> bool:
+            response = self._get(f"/work_pools/{WORK_POOL}/workers/filter", method="POST", json={})
+            return response.status_code == 200 and any(w.get("name") == name for w in response.json())
+
+        self._wait_for(registered, proc, "prefect worker", timeout)
+
+    def _get(self, path: str, *, method: str = "GET", **kwargs: Any) -> httpx.Response:
+        return httpx.request(method, self.api_url + path, timeout=5, **kwargs)
+
+    def _wait_for(self, ready: Any, proc: subprocess.Popen[bytes], what: str, timeout: float) -> None:
+        log_path = self.logs[self.procs.index(proc)]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise ConfigError(f"{what} exited during start-up (code {proc.returncode}); log: {log_path}\n"
+                                  f"{_tail(log_path)}")
             try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+                if ready():
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        raise ConfigError(f"{what} was not ready within {timeout:.0f} s; log: {log_path}")
+
+    def stop(self, *, timeout: float = 15.0) -> list[int]:
+        """End every process group started here, all at once, within ``timeout``
+        (then killed); returns the pids that had to be killed."""
+        killed = _procs.stop_groups(self.procs, timeout=timeout)
+        for proc in self.procs:
+            (self.home / RECORDS / f"{proc.pid}.json").unlink(missing_ok=True)
+        for fh in self._log_files:
+            fh.close()
         self.procs.clear()
+        self._log_files.clear()
+        return killed
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

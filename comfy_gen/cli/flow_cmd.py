@@ -109,6 +109,18 @@ def _drain_prefect_clients() -> None:
             worker.drain_all(timeout=10)
 
 
+def _check_recipe(recipe: Path, backend: str | None) -> None:
+    """Load and expand the recipe (RecipeError: ``file:line: path: message``) before
+    any Prefect server or flow run exists, so a broken file costs no start-up and
+    leaves no Failed run behind. The flow checks it again as its own input."""
+    from comfy_gen.recipes import expand_recipe, load_recipe
+
+    settings = get_settings()
+    expand_recipe(load_recipe(recipe, settings=settings), settings=settings)
+    if backend:
+        settings.backend_url(backend)
+
+
 def _run_and_report(recipe: str, as_json: bool, **kwargs: Any) -> None:
     """Run the flow and print its summary, also when some items failed (exit 1)."""
     from comfy_gen.errors import BatchFailed
@@ -160,6 +172,7 @@ def run(recipe: str, force: bool, upload: bool | None, backend: str | None, url:
     if not Path(recipe).is_file():
         raise click.BadParameter(f"No such recipe file: {recipe}", param_hint="RECIPE")
     _allow_recipe_folder(Path(recipe).resolve().parent)
+    _check_recipe(Path(recipe).resolve(), backend)
     _run_and_report(str(Path(recipe).resolve()), as_json, force=force, upload=upload, backend=backend,
                     max_items=max_items)
 
@@ -184,6 +197,42 @@ def demo(force: bool, as_json: bool) -> None:
         click.echo(f"Demo finished in {time.monotonic() - started:.1f} s.")
 
 
+class _StopSignals:
+    """Within ``with``: SIGINT, SIGTERM and SIGHUP (SIGBREAK on Windows) raise
+    KeyboardInterrupt once. After the first one, or after ``cleanup_started()``,
+    they are ignored, so a second Ctrl-C or the terminal closing cannot cut the
+    cleanup short and orphan what we started."""
+
+    NAMES = ("SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK")
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if not self.stopping:
+            self.stopping = True
+            raise KeyboardInterrupt
+
+    def cleanup_started(self) -> None:
+        self.stopping = True
+
+    def __enter__(self) -> "_StopSignals":
+        import signal
+
+        for name in self.NAMES:
+            if hasattr(signal, name):
+                sig = getattr(signal, name)
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
 @click.command("up")
 @click.option("--port", default=4200, show_default=True, help="Prefect server port (127.0.0.1).")
 def up(port: int) -> None:
@@ -193,22 +242,38 @@ def up(port: int) -> None:
     settings = get_settings()
     home = prefect_home(settings)
     stack = Stack(home=home, port=port)
-    with backend_or_emulator(step_time=0.2) as url:
+    with _StopSignals() as signals:
         try:
-            click.echo(f"Starting Prefect server on http://127.0.0.1:{port} (PREFECT_HOME={home}) ...")
-            stack.start_server()
-            stack.create_pool()
-            stack.deploy()
-            stack.start_worker({"COMFY_GEN_COMFYUI_URL": url or ""})
-            click.echo(f"Prefect UI:  http://127.0.0.1:{port}")
-            click.echo(f"ComfyUI:     {url}")
-            click.echo("Run a recipe:")
-            click.echo(f"  PREFECT_API_URL={stack.api_url} prefect deployment run 'render-recipe/on-demand' "
-                       "--param recipe=recipes/demo.yaml")
-            click.echo("Press Ctrl-C to stop.")
-            while True:
-                time.sleep(1)
+            stack.check_port()  # before the emulator: a taken port is refused with nothing started
+            with backend_or_emulator(step_time=0.2) as url:
+                try:
+                    click.echo(f"Starting Prefect server on {stack.ui_url} (PREFECT_HOME={home}) ...")
+                    stack.start_server(ui=True)
+                    stack.create_pool()
+                    stack.deploy()
+                    stack.start_worker({"COMFY_GEN_COMFYUI_URL": url or ""})
+                    click.echo(f"Prefect UI:  {stack.ui_url}")
+                    click.echo(f"ComfyUI:     {url}")
+                    click.echo("Run a recipe:")
+                    click.echo(f"  PREFECT_API_URL={stack.api_url} prefect deployment run "
+                               "'render-recipe/on-demand' --param recipe=recipes/demo.yaml")
+                    click.echo("Press Ctrl-C to stop.")
+                    _wait_while_running(stack)
+                finally:
+                    signals.cleanup_started()
+                    click.echo("Stopping ...")
+                    stack.stop()
         except KeyboardInterrupt:
-            click.echo("Stopping ...")
-        finally:
-            stack.stop()
+            pass
+    click.echo("Stopped.")
+
+
+def _wait_while_running(stack: Any) -> None:
+    """Block until a stop signal (KeyboardInterrupt) or one of our processes dies."""
+    from comfy_gen.errors import ConfigError
+
+    while True:
+        for proc, log_path in zip(stack.procs, stack.logs):
+            if proc.poll() is not None:
+                raise ConfigError(f"A process of the stack exited (code {proc.returncode}); log: {log_path}")
+        time.sleep(1)

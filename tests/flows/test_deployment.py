@@ -1,5 +1,6 @@
 """Deployments for real: `prefect server start`, a process worker, `prefect deploy --all`,
-`prefect deployment run` on a recipe against the emulator, all on 127.0.0.1."""
+`prefect deployment run` on a recipe against the emulator, all on 127.0.0.1.
+`comfy-gen up`, which does the same in one command, is tested in test_up.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import httpx
 import pytest
 
 from comfy_gen.stack import Stack, free_port
-
 
 
 @pytest.fixture()
@@ -73,46 +73,3 @@ def test_on_demand_deployment_renders_recipe_and_nightly_is_scheduled(stack: Sta
     scheduled = _api(stack, "POST", "/flow_runs/filter", json={
         "flow_runs": {"deployment_id": {"any_": [nightly["id"]]}, "state": {"type": {"any_": ["SCHEDULED"]}}}})
     assert scheduled, "the scheduler should have created upcoming nightly runs"
-
-
-def test_comfy_gen_up_starts_the_local_stack_and_stops_it_on_ctrl_c(tmp_path: Path) -> None:
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    port = free_port()
-    env = dict(os.environ)
-    env.pop("COMFY_GEN_COMFYUI_URL", None)  # no ComfyUI configured: `up` starts the emulator
-    env["PREFECT_HOME"] = str(tmp_path / "prefect-up")
-    proc = subprocess.Popen([sys.executable, "-m", "comfy_gen.cli", "up", "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
-    lines: list[str] = []
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "Press Ctrl-C" in line:
-                break
-        text = "".join(lines)
-        assert "Press Ctrl-C" in text, text
-        assert "BUILT-IN EMULATOR" in text
-        api = f"http://127.0.0.1:{port}/api"
-        assert httpx.get(f"{api}/health", timeout=10).status_code == 200
-        pool = httpx.get(f"{api}/work_pools/comfy-gen", timeout=10).json()
-        assert pool["type"] == "process"
-        names = {d["name"] for d in httpx.post(f"{api}/deployments/filter", json={}, timeout=10).json()}
-        assert {"on-demand", "nightly"} <= names
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-    with pytest.raises(httpx.HTTPError):
-        httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
