@@ -133,13 +133,13 @@ def modify_sampler_params(workflow: dict[str, Any], steps: int | None = None, cf
                           seed: int | None = None, sampler: str | None = None,
                           scheduler: str | None = None) -> dict[str, Any]:
     """Set sampler parameters on every sampler node (KSampler, KSamplerAdvanced, SamplerCustom...)."""
-    from comfy_gen.pipeline import compose
+    from comfy_gen.pipeline import compose_graph
 
     params = GenerationParams(steps=steps, cfg=cfg, seed=seed, sampler=sampler, scheduler=scheduler)
     current_seed = None if seed is not None else _current_seed(workflow)
     if current_seed is not None:
         params = params.replace(seed=current_seed)  # keep the graph's seed when none is given
-    return _in_place(workflow, compose(workflow, params))
+    return _in_place(workflow, compose_graph(workflow, params))
 
 
 def _current_seed(workflow: dict[str, Any]) -> int | None:

@@ -56,7 +56,7 @@ class RenderResult:
         return bool(getattr(self.job, "cached", False))
 
 
-def compose(workflow: dict[str, Any], params: GenerationParams | None, **kwargs: Any) -> dict[str, Any]:
+def compose_graph(workflow: dict[str, Any], params: GenerationParams | None, **kwargs: Any) -> dict[str, Any]:
     """Resolve parameters into a concrete API-format graph (always writes a seed)."""
     from comfy_gen.workflow import apply_params
 
@@ -120,7 +120,7 @@ def render(
     queueing until the job finishes (the GPU bound). A job lost to a server
     restart is queued again up to ``resubmit_lost`` times.
     """
-    graph = compose(workflow, params) if params is not None else workflow
+    graph = compose_graph(workflow, params) if params is not None else workflow
     if prompt_id is not None and adopt:
         # Derive the id from the exact graph too, so a job queued for other
         # parameters (a changed strategy, say) is never adopted for these.

@@ -1,8 +1,8 @@
 """Content-policy tiers: general < mature < explicit.
 
 The effective tier comes from the server (``Settings.policy_tier``) or the
-caller's identity; a request may only lower it. Unlike the original, a client
-can never raise its own tier by asking.
+caller's identity; a request may only lower it, so a client can never raise
+its own tier by asking.
 """
 
 from __future__ import annotations

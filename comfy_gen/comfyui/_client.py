@@ -111,12 +111,13 @@ class ComfyUIClient:
 
     # --- plumbing ---
 
-    def _request(self, method: str, path: str, *, retry: bool = True, **kwargs: Any) -> httpx.Response:
+    def request(self, method: str, path: str, *, retry: bool = True, **kwargs: Any) -> httpx.Response:
+        """One raw request (bounded retries on 5xx and connection errors; 4xx returned as is)."""
         return self._http.request(method, path, retry=retry, **kwargs)
 
     def _get_json(self, path: str, *, retry: bool = True, allow_404: bool = False, **kwargs: Any) -> Any:
         """GET and decode JSON; a 404 is ``_NOT_FOUND`` when allowed, else an error."""
-        response = self._request("GET", path, retry=retry, **kwargs)
+        response = self.request("GET", path, retry=retry, **kwargs)
         if response.status_code == 404 and allow_404:
             return _NOT_FOUND
         self._raise_for_status(response)
@@ -221,13 +222,13 @@ class ComfyUIClient:
         last: ComfyUIError | None = None
         for attempt in range(1, self._http.retries + 1):
             if attempt > 1:
-                self._http._sleep(self._http.delay(attempt - 1))
+                self._http.backoff(attempt - 1)
                 known = self._find_submitted(prompt_id)
                 if known is not None:
                     log.info("prompt %s was queued by an earlier attempt", prompt_id)
                     return known
             try:
-                response = self._request("POST", "/prompt", retry=False, json=payload)
+                response = self.request("POST", "/prompt", retry=False, json=payload)
             except (ComfyUIUnavailable, ComfyUITimeout) as exc:
                 last = exc
                 continue
@@ -318,7 +319,7 @@ class ComfyUIClient:
             raise UsageError(f"Cannot read image {str(path)!r}: {exc.strerror or exc}") from exc
         mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         form = {"type": kind, "subfolder": subfolder, "overwrite": "true" if overwrite else "false"}
-        response = self._request("POST", "/upload/image", files={"image": (path.name, data, mime)},
+        response = self.request("POST", "/upload/image", files={"image": (path.name, data, mime)},
                                  data=form)
         if response.status_code == 400:
             raise UsageError(f"ComfyUI refused the upload of {path.name!r} (subfolder {subfolder!r})")
@@ -334,14 +335,14 @@ class ComfyUIClient:
         """Interrupt ``prompt_id`` if it is the running job; never a bare interrupt."""
         if self.get_queue(retry=retry).find(prompt_id) != "running":
             return False
-        self._raise_for_status(self._request("POST", "/interrupt", retry=retry, json={"prompt_id": prompt_id}))
+        self._raise_for_status(self.request("POST", "/interrupt", retry=retry, json={"prompt_id": prompt_id}))
         return True
 
     def delete_pending(self, prompt_ids: Iterable[str], *, retry: bool = True) -> None:
         """Remove pending jobs (running or unknown ids are ignored by the server)."""
         ids = list(prompt_ids)
         if ids:
-            self._raise_for_status(self._request("POST", "/queue", retry=retry, json={"delete": ids}))
+            self._raise_for_status(self.request("POST", "/queue", retry=retry, json={"delete": ids}))
 
     def cancel(self, prompt_id: str, *, retry: bool = True) -> Literal["interrupted", "deleted", "not_found"]:
         """Delete a pending job or interrupt a running one (``retry=False``: one try, for clean-up)."""
@@ -358,7 +359,7 @@ class ComfyUIClient:
 
     def free(self, unload_models: bool = False, free_memory: bool = False) -> None:
         """Ask the server to unload models / free memory after the current job."""
-        self._raise_for_status(self._request(
+        self._raise_for_status(self.request(
             "POST", "/free", json={"unload_models": unload_models, "free_memory": free_memory}))
 
 

@@ -78,6 +78,10 @@ class HTTPTransport:
         """Sleep before attempt ``attempt + 1`` (attempt counts from 1)."""
         return self.retry_delay * (2 ** (attempt - 1))
 
+    def backoff(self, attempt: int) -> None:
+        """Wait the delay before attempt ``attempt + 1`` (the injectable sleep, so tests need not wait)."""
+        self._sleep(self.delay(attempt))
+
     def retrying(self, fn: Callable[[], T], *, url: str, retry: bool = True) -> T:
         """Run ``fn`` up to ``retries`` times; translate the last failure once."""
         attempts = self.retries if retry else 1

@@ -278,10 +278,10 @@ class JobTracker:
     def _jobs_api_state(self, prompt_id: str, *, retry: bool = True) -> str | None:
         """State from /api/jobs/{id} on servers that have it (probed once)."""
         if self._jobs_api is None:
-            self._jobs_api = self._client._request("GET", "/api/jobs", retry=retry).status_code == 200
+            self._jobs_api = self._client.request("GET", "/api/jobs", retry=retry).status_code == 200
         if not self._jobs_api:
             return None
-        response = self._client._request("GET", f"/api/jobs/{prompt_id}", retry=retry)
+        response = self._client.request("GET", f"/api/jobs/{prompt_id}", retry=retry)
         if response.status_code != 200:
             return None
         try:

@@ -181,7 +181,7 @@ class _Job:
     def _prepare(self) -> tuple[dict[str, Any], str, GenerationParams]:
         """Server up, workflow loaded, input image ready, composed graph preflighted."""
         from comfy_gen.errors import ComfyUIUnavailable
-        from comfy_gen.pipeline import compose
+        from comfy_gen.pipeline import compose_graph
         from comfy_gen.workflow import check_workflow
 
         client = self.client
@@ -194,7 +194,7 @@ class _Job:
         params = self._input_image()
         # Preflight the composed graph (a fixed seed: the check must not depend on chance).
         probe = params if params.seed not in (None, -1) else params.replace(seed=0)
-        check_workflow(compose(workflow, probe), object_info)
+        check_workflow(compose_graph(workflow, probe), object_info)
         return workflow, name, params
 
     def _workflow(self, object_info: dict[str, Any]) -> tuple[dict[str, Any], str]:

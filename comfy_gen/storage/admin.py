@@ -1,8 +1,8 @@
 """Bucket administration: create, policies (private by default), list and delete.
 
 Public read means anonymous ``s3:GetObject`` only, so image links work while
-nobody can enumerate the bucket; listing is a separate, explicit opt-in. (The
-original granted ``s3:ListBucket`` to everyone.)
+nobody can enumerate the bucket; listing (``s3:ListBucket``) is a separate,
+explicit opt-in.
 """
 
 from __future__ import annotations

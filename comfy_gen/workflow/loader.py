@@ -132,7 +132,7 @@ def parse_json(text: str, *, source: str) -> Any:
 def normalize_graph(data: Any, *, object_info: dict[str, Any] | None = None, source: str = "workflow") -> Graph:
     """Validate the shape of a parsed workflow and return its API-format nodes.
 
-    Any string id is kept (the original silently dropped non-digit ids). Keys
+    Any string id is kept, digits or not (ComfyUI accepts both). Keys
     whose values are not nodes are dropped with a warning.
     """
     if is_ui_format(data):

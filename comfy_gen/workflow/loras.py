@@ -20,8 +20,8 @@ def add_loras(wf: Graph, loras: Sequence[LoraSpec]) -> Graph:
     Source: the checkpoint loader feeding the samplers (MODEL out 0, CLIP out 1), or
     a UNETLoader plus the CLIP loader behind the prompt encoders (CLIP out 0). Every
     consumer of the source MODEL and CLIP outputs is redirected to the end of the
-    chain, so LoRA CLIP weights take effect for UNET graphs and chains too (the
-    original rewired CLIP only for a single LoRA on a checkpoint). Without any CLIP
+    chain, so LoRA CLIP weights take effect for UNET graphs and for chains of
+    several LoRAs, not only for one LoRA on a checkpoint. Without any CLIP
     source, LoraLoaderModelOnly nodes are inserted instead.
     """
     out = copy.deepcopy(wf)

@@ -58,8 +58,8 @@ def validate_workflow_models(workflow: Graph, available_models: dict[str, list[s
                              ) -> tuple[bool, list[tuple[str, str]], dict[str, list[str]]]:
     """``(is_valid, missing[(model_type, name)], suggestions{name: [...]})``.
 
-    Only folders present in ``available_models`` are checked (the original checked
-    checkpoints, loras and vae; UNET, CLIP, upscale... are checked when listed).
+    Only folders present in ``available_models`` are checked (checkpoints, loras,
+    vae, and UNET, CLIP, upscale... when the server lists them).
     """
     missing: list[tuple[str, str]] = []
     suggestions: dict[str, list[str]] = {}
