@@ -18,13 +18,16 @@ import json
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from comfy_gen.exit_codes import EXIT_CONFIG_ERROR, EXIT_FAILURE, EXIT_SUCCESS, EXIT_VALIDATION_FAILED
 from comfy_gen.errors import ComfyGenError
 from comfy_gen.params import GenerationParams
 from comfy_gen.storage import upload_to_minio
 from comfy_gen.strategies import adjust_prompt_for_retry, get_retry_params
+
+if TYPE_CHECKING:  # pragma: no cover
+    from comfy_gen.comfyui import ComfyUIClient
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ RETRY_BACKOFF = 2
 _local = threading.local()
 
 
-def _client() -> Any:
+def _client() -> "ComfyUIClient":
     """A client for the configured server, one per thread (the facade has no client argument)."""
     from comfy_gen.comfyui import ComfyUIClient
     from comfy_gen.config import get_settings
@@ -71,7 +74,8 @@ def find_model_fallbacks(requested_model: str, available_models: dict[str, list[
     return _fallbacks(requested_model, (available_models or {}).get(model_type, []), limit=5)
 
 
-def validate_workflow_models(workflow: dict[str, Any], available_models: dict[str, list[str]]) -> tuple:
+def validate_workflow_models(workflow: dict[str, Any], available_models: dict[str, list[str]]
+                             ) -> tuple[bool, list[tuple[str, str]], dict[str, list[str]]]:
     """``(is_valid, [(model_type, name)], {name: [suggestions]})``."""
     from comfy_gen.workflow import validate_workflow_models as _validate
 

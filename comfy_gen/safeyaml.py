@@ -101,7 +101,7 @@ class _BoundedLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             node = super().compose_node(parent, index)
             size = self.sizes.get(id(node))
             if size is None:  # its target is still open: the alias is inside it
@@ -110,7 +110,7 @@ class _BoundedLoader(yaml.SafeLoader):
             if size > self.largest_alias[0]:
                 self.largest_alias = (size, str(event.anchor), event.start_mark.line + 1)
             return node
-        start = self.peek_event().start_mark
+        start = self.peek_event().start_mark  # type: ignore[no-untyped-call]
         self.nesting += 1
         if self.nesting > MAX_DEPTH:
             raise YamlSyntaxError(f"YAML nested deeper than {MAX_DEPTH} levels", start.line + 1)

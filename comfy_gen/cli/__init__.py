@@ -48,7 +48,8 @@ class LazyGroup(click.Group):
             return None
         module_name, attr, _help = COMMANDS[name]
         module = importlib.import_module(module_name)
-        return getattr(module, attr)
+        command: click.Command = getattr(module, attr)
+        return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]

@@ -24,7 +24,7 @@ from comfy_gen.categories import (
     load_registry,
     preview,
 )
-from comfy_gen.cli._errors import exit_code_for
+from comfy_gen.exit_codes import exit_code_for
 from comfy_gen.config import get_settings
 from comfy_gen.errors import ComfyGenError
 

@@ -270,9 +270,8 @@ class ComfyUIClient:
     def history(self, prompt_id: str, *, retry: bool = True) -> dict[str, Any] | None:
         """The history entry of a finished prompt, or None (unknown or not done yet)."""
         body = self._get_json(f"/history/{prompt_id}", retry=retry)
-        if isinstance(body, dict) and isinstance(body.get(prompt_id), dict):
-            return body[prompt_id]
-        return None
+        entry = body.get(prompt_id) if isinstance(body, dict) else None
+        return entry if isinstance(entry, dict) else None
 
     def wait(self, prompt_id: str, *, timeout: float | None = None,
              on_event: Callable[[Event], None] | None = None) -> JobResult:

@@ -76,7 +76,7 @@ class HTTPTransport:
 
     def delay(self, attempt: int) -> float:
         """Sleep before attempt ``attempt + 1`` (attempt counts from 1)."""
-        return self.retry_delay * (2 ** (attempt - 1))
+        return float(self.retry_delay * (2 ** (attempt - 1)))
 
     def backoff(self, attempt: int) -> None:
         """Wait the delay before attempt ``attempt + 1`` (the injectable sleep, so tests need not wait)."""

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from comfy_gen.errors import BucketNotFound, StorageAuthError, StorageError, TransientError
 from comfy_gen.storage.base import Storage, StoredObject, check_key, content_type_for
@@ -194,7 +194,7 @@ def upload_files(storage: Storage, files: Sequence[tuple[str | Path, str] | tupl
     down = threading.Event()
     outage: list[str] = []  # the error that marked storage as down, for the queued entries
 
-    def one(item: tuple) -> tuple[StoredObject | None, StorageError | None]:
+    def one(item: tuple[Any, ...]) -> tuple[StoredObject | None, StorageError | None]:
         path, key = item[0], item[1]
         ctype = (item[2] if len(item) > 2 else None) or content_type_for(path)
         last: StorageError | None = None

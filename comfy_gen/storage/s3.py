@@ -308,7 +308,7 @@ def _keys_from_prefect_block(name: str, access_key: str | None) -> tuple[str | N
         from prefect.blocks.system import Secret
 
         # Called from sync code, so Prefect's async_dispatch returns the block, not a coroutine.
-        value = cast(Secret, Secret.load(name)).get()
+        value = cast("Secret[Any]", Secret.load(name)).get()
     except Exception as exc:  # any Prefect failure is a configuration problem here
         raise ConfigError(f"Cannot load Prefect Secret block {name!r}: {type(exc).__name__}",
                           hint="Create it with `prefect block create secret` or unset the block name.") from exc
