@@ -37,7 +37,7 @@ from comfy_gen.hashing import digest
 from comfy_gen.outputs import (KeptOutput, OutputContext, Publication, build_output_metadata, keep_output,
                                object_key_for, publish_output)
 from comfy_gen.params import resolve_seed
-from comfy_gen.results import ItemResult, Span, as_verdict
+from comfy_gen.results import ItemResult, ItemVerdict, Span, as_verdict
 from comfy_gen.storage import LocalStore, sidecar_path
 from comfy_gen.validation.plan import PreparedPlan
 
@@ -193,7 +193,7 @@ def upload_cached(run: BatchRun, item: "RecipeItem", image: Path) -> Publication
     return publish_output(kept, run.storage, run.outbox)
 
 
-def _reevaluate(run: BatchRun, item: "RecipeItem", stored: ItemResult) -> Any:
+def _reevaluate(run: BatchRun, item: "RecipeItem", stored: ItemResult) -> ItemVerdict:
     """The stored image judged by the item's *current* thresholds (no GPU work):
     changing a threshold re-judges, it does not re-render."""
     if run.validation is None or not run.validation.plan.enabled or not stored.scores:

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Sequence, cast
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence, cast
 
 from comfy_gen.errors import ComfyGenError, is_transient
 from comfy_gen.validation.plan import Verdict
+
+if TYPE_CHECKING:  # pragma: no cover
+    from comfy_gen.recipes import RecipeItem
 
 ItemVerdict = Literal["passed", "best_effort", "unvalidated", "failed", "error"]
 Source = Literal["rendered", "cached", "none"]
@@ -130,7 +133,7 @@ class ItemResult:
         return cls(**values)
 
 
-def error_result(item: Any, exc: BaseException) -> ItemResult:
+def error_result(item: "RecipeItem", exc: BaseException) -> ItemResult:
     """The result of an item whose task raised: what it was, and why it failed."""
     detail = describe_error(exc)
     prompt_id = detail.get("prompt_id")
