@@ -199,8 +199,8 @@ def _common_options(fn: Any) -> Any:
                      help="Minimum positive-negative margin. Implies --validate."),
         click.option("--retry-strategy", default=None,
                      help="progressive (default) | seed_search | prompt_enhance | validation_retry."),
-        click.option("--max-attempts", type=click.IntRange(1, 20), default=None,
-                     help="Attempts when validation fails (default 3)."),
+        click.option("--max-attempts", "--retry-limit", type=click.IntRange(1, 20), default=None,
+                     help="Attempts when validation fails (default 3; --retry-limit is the original's name)."),
         click.option("--upload/--no-upload", default=False,
                      help="Upload to S3/MinIO (a failed upload is kept locally in the outbox)."),
         click.option("--no-metadata", is_flag=True, help="Do not write the sidecar or embed PNG metadata."),
@@ -217,9 +217,11 @@ def _common_options(fn: Any) -> Any:
     return fn
 
 
-def _catalog_options(fn: Any) -> Any:
-    """The original's catalog flags, kept together (comfy_gen.cli.catalog_cmd)."""
+def _seed_options(fn: Any) -> Any:
+    """The original's catalog and retry flags, kept together (comfy_gen.cli.catalog_cmd)."""
     options = [
+        click.option("--auto-retry/--no-auto-retry", default=None,
+                     help="Retry when validation fails (the original's switch; --no-auto-retry = one attempt)."),
         click.option("--prompt-preset", default=None,
                      help="Saved prompt from the prompt catalog (--prompt replaces its text; -n is appended "
                           "to its negative)."),
@@ -255,7 +257,7 @@ def _catalog_options(fn: Any) -> Any:
 @click.option("--scheduler", default=None)
 @click.option("--checkpoint", default=None, help="Override the workflow's model file.")
 @click.option("--preset", default=None, help="Named preset (comfy_gen/presets.yaml or COMFY_GEN_PRESETS_FILE).")
-@_catalog_options
+@_seed_options
 @_common_options
 def generate(**opts: Any) -> int:
     """Render one image, optionally CLIP-validated with retries, stored locally (and uploaded)."""
@@ -273,6 +275,8 @@ def generate(**opts: Any) -> int:
         return 0
     if not opts.get("workflow"):
         raise UsageError("Missing option '--workflow' / '-w' (required unless --list-presets or --list-loras)")
+    if opts.get("auto_retry") is False and opts.get("max_attempts") is None:
+        opts = {**opts, "max_attempts": 1}
     base: Mapping[str, Any] = {}
     if opts.get("prompt_preset"):
         from comfy_gen.catalogs import prompt_catalog_for

@@ -130,3 +130,11 @@ def test_bad_validation_block_is_a_config_error(gen_env: Emulator, tmp_path: Pat
     monkeypatch.setenv("COMFY_GEN_PRESETS_FILE", str(_presets_file(tmp_path, {"attempts": "many"})))
     code, _, err = run_cli("generate", "-w", TINY, "-p", "a dog")
     assert code == 2 and "validation.attempts must be a whole number" in err
+
+
+@pytest.mark.parametrize("flags", [["--no-auto-retry"], ["--retry-limit", "1"]], ids=["no-auto-retry", "retry-limit"])
+def test_original_retry_flags(clip_env: Emulator, tmp_path: Path, flags: list[str]) -> None:
+    code, out, err = run_cli("generate", "-w", TINY, "-p", "a dog", "--steps", "2", "--validate",
+                             "--positive-threshold", "99", "--json-progress", "-o", "r.png", *flags)
+    assert code == 3, err
+    assert len([e for e in json_lines(out) if e["type"] == "attempt"]) == 1
