@@ -3,9 +3,9 @@
 
 Scripts that did `from generate import ...` keep working (the functions are
 re-exported from comfy_gen.generate), and `python generate.py ARGS` runs
-`comfy-gen generate ARGS`. The original's other modes map onto comfy-gen
-commands: `metadata show IMG`, `--cancel ID` (cancel), `--list-loras`
-(models --loras), `--list-presets` (the preset names).
+`comfy-gen generate ARGS`. The original's other modes map onto comfy-gen:
+`metadata show IMG`, `--cancel ID` (comfy-gen cancel: only that job), and
+`--list-loras` / `--list-presets` (flags of comfy-gen generate).
 """
 
 import sys
@@ -13,16 +13,34 @@ import sys
 from comfy_gen.generate import *  # noqa: F401,F403 - the re-export is the point
 from comfy_gen.generate import __all__  # noqa: F401
 
-#: Leading arguments that name another comfy-gen command.
-_ALIASES = {"--cancel": ["cancel"], "--list-loras": ["models", "--loras"]}
+#: The original's modes, as `generate.py --help` lists them before the generate options.
+MODES = """\
+Usage: generate.py --workflow FILE --prompt TEXT [OPTIONS]   render one image (comfy-gen generate)
+       generate.py --cancel PROMPT_ID                      cancel that job (queued or running)
+       generate.py --list-loras                            the server's LoRAs and the catalog's LoRA presets
+       generate.py --list-presets                          prompt presets (--prompt-preset) and presets (--preset)
+       generate.py --dry-run --workflow FILE               check server, workflow and models; queue nothing
+       generate.py metadata show IMAGE                     the metadata embedded in (or beside) an image
+       generate.py reproduce IMAGE                         render an image again from its metadata
+
+Exit codes: 0 success, 1 failure, 2 configuration or usage error, 3 validation failed
+(the best image is kept), 130 interrupted. Differences from the original ComfyGen:
+docs/MIGRATING.md.
+
+Options of generate.py --workflow ... (the same as comfy-gen generate):
+"""
 
 
-def _list_presets() -> int:
-    from comfy_gen.config import get_settings
-    from comfy_gen.presets import load_presets
+def _help() -> int:
+    import click
 
-    for name, values in sorted(load_presets(get_settings().presets_file).items()):
-        print(f"{name:<14}{values.get('description', '')}")
+    from comfy_gen.cli.generate_cmd import generate
+
+    click.echo(MODES)
+    with click.Context(generate, info_name="generate.py") as ctx:
+        formatter = ctx.make_formatter()
+        generate.format_options(ctx, formatter)
+        click.echo(formatter.getvalue().replace("Options:\n", "", 1))
     return 0
 
 
@@ -30,16 +48,15 @@ def main(argv=None):
     from comfy_gen.cli import main as cli_main
 
     args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("--help", "-h"):
+        return _help()
     if args[:1] in (["metadata"], ["generate"], ["reproduce"]):
         return cli_main(args)
-    if args[:1] == ["--list-presets"]:
-        from comfy_gen.cli._errors import run_guarded
-
-        return run_guarded(_list_presets)
-    if args[:1] and args[0] in _ALIASES:
-        return cli_main([*_ALIASES[args[0]], *args[1:]])
+    if args[0] == "--cancel" or args[0].startswith("--cancel="):
+        prompt_id = args[0].partition("=")[2] if "=" in args[0] else None
+        return cli_main(["cancel", *([prompt_id] if prompt_id else []), *args[1:]])
     return cli_main(["generate", *args])
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -5,6 +5,10 @@ Every setting is an env var with the ``COMFY_GEN_`` prefix (optionally from a
 Everything else in comfy-gen takes a ``Settings`` (or values from it) as
 arguments and never reads ``os.environ`` itself.
 
+The original ComfyGen's variables (``COMFYUI_HOST``, ``MINIO_*``, its API's
+``COMFYGEN_*``) are read as fallbacks, below every ``COMFY_GEN_*`` value, each
+with a one-line warning naming the new variable (``LEGACY_ENV``).
+
 Usage::
 
     settings = get_settings()                 # cached, from env/.env
@@ -16,13 +20,15 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import shlex
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from comfy_gen.errors import ConfigError, ProblemListError
 from comfy_gen.urls import install_log_redaction, redact_text, url_problem
@@ -80,6 +86,10 @@ class Settings(BaseSettings):
         description="Extra folders the flow accepts recipe files from (besides recipes_dir and cwd)",
     )
     presets_file: Path | None = Field(None, description="Optional presets.yaml overriding the shipped presets")
+    prompt_catalog_file: Path | None = Field(
+        None, description="Prompt catalog (--prompt-preset) used instead of the shipped sample")
+    lora_catalog_file: Path | None = Field(
+        None, description="LoRA catalog (--lora-preset, suggestions) used instead of the shipped sample")
 
     # --- categories and policy ---
     categories_paths: Annotated[list[Path], NoDecode] = Field(default_factory=list, description="Extra category folders (user overrides)")
@@ -175,6 +185,16 @@ class Settings(BaseSettings):
                 raise ValueError(f"must be a JSON list or a shell-style argument line ({exc})") from exc
         return value
 
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Last = lowest priority: an explicit value, COMFY_GEN_* or .env always wins.
+        legacy = _LegacyEnvSource(settings_cls, (init_settings, env_settings, dotenv_settings))
+        return init_settings, env_settings, dotenv_settings, file_secret_settings, legacy
+
     # --- derived values ---
 
     @property
@@ -204,6 +224,99 @@ class Settings(BaseSettings):
         """The plain value of a secret setting (never log it)."""
         value = getattr(self, name)
         return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+# --- the original ComfyGen's variables ------------------------------------------------
+
+#: (original variable, comfy-gen setting), in the order they are tried: the
+#: original API's COMFYGEN_* names before the bare names its scripts read.
+LEGACY_ENV: tuple[tuple[str, str], ...] = (
+    ("COMFYGEN_COMFYUI_HOST", "comfyui_url"),
+    ("COMFYUI_HOST", "comfyui_url"),
+    ("COMFYGEN_MINIO_ENDPOINT", "minio_endpoint"),
+    ("MINIO_ENDPOINT", "minio_endpoint"),
+    ("COMFYGEN_MINIO_BUCKET", "minio_bucket"),
+    ("MINIO_BUCKET", "minio_bucket"),
+    ("MINIO_ACCESS_KEY", "minio_access_key"),
+    ("MINIO_SECRET_KEY", "minio_secret_key"),
+)
+#: The port the original API joined to COMFYGEN_COMFYUI_HOST (default 8188).
+LEGACY_PORT_VAR = "COMFYGEN_COMFYUI_PORT"
+#: Original variables comfy-gen has no setting for, and why (a one-line notice each).
+LEGACY_UNUSED: dict[str, str] = {
+    "COMFYGEN_API_URL": "the clients talk to ComfyUI (COMFY_GEN_COMFYUI_URL) or run the flow directly",
+    "COMFYGEN_API_HOST": "the HTTP API takes its bind address on its command line",
+    "COMFYGEN_API_PORT": "the HTTP API takes its port on its command line",
+    "COMFYGEN_MLFLOW_TRACKING_URI": "runs are tracked by Prefect and the sidecar metadata, not MLflow",
+    "COMFYGEN_MLFLOW_EXPERIMENT": "runs are tracked by Prefect and the sidecar metadata, not MLflow",
+    "MLFLOW_TRACKING_URI": "runs are tracked by Prefect and the sidecar metadata, not MLflow",
+    "COMFYGEN_LLM_ENDPOINT": "there is no LLM intent parser; categories use keyword inference",
+    "COMFYGEN_LLM_MODEL": "there is no LLM intent parser; categories use keyword inference",
+    "COMFYGEN_LLM_TIMEOUT": "there is no LLM intent parser; categories use keyword inference",
+    "COMFYGEN_DEBUG": "use the log level of the command or of Prefect instead",
+}
+
+legacy_log = logging.getLogger("comfy_gen.config.legacy")
+_noticed: set[str] = set()
+
+
+def _notice(var: str, message: str) -> None:
+    """Warn once per process (per settings-cache reset) about an original variable."""
+    if var not in _noticed:
+        _noticed.add(var)
+        legacy_log.warning("%s", message)
+
+
+def _legacy_url(var: str, value: str) -> str:
+    """``host``, ``host:port`` or a URL, as the original accepted it, as a ComfyUI URL."""
+    text = value.strip()
+    if "://" not in text:
+        text = f"http://{text}"
+    try:
+        has_port = urlsplit(text).port is not None
+    except ValueError:
+        has_port = True  # url_problem below says what is wrong with the port
+    if not has_port and var == "COMFYGEN_COMFYUI_HOST":
+        text = f"{text.rstrip('/')}:{os.environ.get(LEGACY_PORT_VAR, '').strip() or '8188'}"
+    elif not has_port:
+        text = f"{text.rstrip('/')}:8188"
+    problem = url_problem(text)
+    if problem:
+        raise ConfigError(f"{var}: {problem}", hint="Set COMFY_GEN_COMFYUI_URL=http://HOST:PORT instead.")
+    return text
+
+
+class _LegacyEnvSource(PydanticBaseSettingsSource):
+    """The original's variables, for settings no higher-priority source gave."""
+
+    def __init__(self, settings_cls: type[BaseSettings], higher: tuple[PydanticBaseSettingsSource, ...]) -> None:
+        super().__init__(settings_cls)
+        self._higher = higher
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ answers for every field at once
+
+    def __call__(self) -> dict[str, Any]:
+        present = {var for var, _ in LEGACY_ENV if os.environ.get(var, "").strip()}
+        for var, why in LEGACY_UNUSED.items():
+            if os.environ.get(var, "").strip():
+                _notice(var, f"{var} (the original ComfyGen's) is not used: {why}.")
+        if not present:
+            return {}
+        given: set[str] = set()
+        for source in self._higher:
+            given.update(key for key, value in source().items() if value is not None)
+        values: dict[str, Any] = {}
+        for var, field in LEGACY_ENV:
+            if var not in present or field in values:
+                continue
+            new = f"COMFY_GEN_{field.upper()}"
+            if field in given:
+                continue  # the comfy-gen value wins, silently
+            raw = os.environ[var]
+            values[field] = _legacy_url(var, raw) if field == "comfyui_url" else raw.strip()
+            _notice(var, f"{var} is read as {new} (the original ComfyGen's name); set {new} instead.")
+        return values
 
 
 @functools.lru_cache(maxsize=1)
@@ -245,6 +358,7 @@ def settings_error(exc: ValidationError) -> ConfigError:
 def reset_settings_cache() -> None:
     """Forget cached settings (tests, or after changing the environment)."""
     get_settings.cache_clear()
+    _noticed.clear()  # a new read is a new "process": its notices are shown again
 
 
 def prefect_defaults(settings: Settings) -> dict[str, str]:

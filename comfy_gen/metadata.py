@@ -261,21 +261,26 @@ def png_text_chunks(path: str | Path) -> dict[str, str]:
 def embed_png_metadata(path: str | Path, meta: dict[str, Any], params: Any = None) -> Path:
     """Add ``comfygen_metadata`` (JSON) and ``parameters`` (A1111) chunks to a PNG.
 
-    Every other chunk, ComfyUI's ``prompt``/``workflow`` included, is copied
-    byte for byte (no re-encoding); earlier comfy-gen chunks are replaced. The
-    file is rewritten atomically. ``params`` is accepted for the contract's
-    signature; the document already holds the parameters.
+    Our chunks go before the first IDAT, where ComfyUI and A1111 put theirs:
+    readers that stop at the image data (``PIL.Image.open(p).info`` before
+    ``load()``, many web tools) see them. Every other chunk, ComfyUI's
+    ``prompt``/``workflow`` included, is copied byte for byte in its order (no
+    re-encoding); earlier comfy-gen chunks are replaced. The file is rewritten
+    atomically. ``params`` is accepted for the contract's signature; the
+    document already holds the parameters.
     """
     path = Path(path)
     data = path.read_bytes()
     ours = {METADATA_CHUNK, PARAMETERS_CHUNK}
     out = [PNG_SIGNATURE]
+    placed = False
     for ctype, body in _chunks(data):
         if ctype in _TEXT_TYPES and body.partition(b"\0")[0].decode("latin-1") in ours:
             continue
-        if ctype == b"IEND":
+        if not placed and ctype in (b"IDAT", b"IEND"):
             out.append(_text_chunk(METADATA_CHUNK, json.dumps(meta, ensure_ascii=False, default=str)))
             out.append(_text_chunk(PARAMETERS_CHUNK, a1111_parameters(meta)))
+            placed = True
         out.append(_chunk(ctype, body))
     return atomic_write_bytes(path, b"".join(out))
 

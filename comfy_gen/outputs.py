@@ -131,8 +131,10 @@ def build_output_metadata(context: OutputContext, outcome: "Outcome") -> dict[st
     return meta
 
 
-def keep_output(source: Path, target: Path, *, key: str, metadata: dict[str, Any] | None) -> KeptOutput:
-    """Move ``source`` to ``target`` with ``metadata`` embedded (PNG) and in a sidecar.
+def keep_output(source: Path, target: Path, *, key: str, metadata: dict[str, Any] | None,
+                embed: bool = True) -> KeptOutput:
+    """Move ``source`` to ``target`` with ``metadata`` embedded (PNG; not with
+    ``embed=False``) and in a sidecar.
 
     The image is written under a unique temporary name and renamed, so a file
     under its final name is complete. The sidecar comes last: it carries the
@@ -150,7 +152,7 @@ def keep_output(source: Path, target: Path, *, key: str, metadata: dict[str, Any
         atomic_copy(source, staging)
         if meta is not None:
             meta["storage"]["format"] = source.suffix.lstrip(".")
-            _embed_with_size(staging, meta, is_png=source.suffix.lower() == ".png")
+            _embed_with_size(staging, meta, is_png=embed and source.suffix.lower() == ".png")
         staging.replace(target)
     except BaseException:
         staging.unlink(missing_ok=True)

@@ -3,10 +3,16 @@
 Precedence: command-line flags > preset > the workflow's own values. The shipped
 ``presets.yaml`` can be extended or overridden key by key with a user file
 (``COMFY_GEN_PRESETS_FILE``).
+
+The file's top-level ``validation`` block (``enabled``, ``attempts``,
+``threshold``; the original ComfyGen's ``auto_retry``, ``retry_limit`` and
+``positive_threshold`` are read too) sets what ``generate`` does when neither
+the flags nor the preset say: flags > preset > this block > built-in defaults.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +28,67 @@ VALIDATION_KEYS = ("validate", "positive_threshold", "delta_threshold", "max_att
 INFO_KEYS = ("description", "notes")
 
 
+#: The validation block's keys, and the original's names for them.
+BLOCK_KEYS = ("enabled", "attempts", "threshold")
+BLOCK_ALIASES = {"retry_limit": "attempts", "positive_threshold": "threshold"}
+
+
+@dataclass(frozen=True)
+class ValidationDefaults:
+    """The presets file's ``validation`` block: used when flags and preset are silent."""
+
+    enabled: bool = False
+    attempts: int = 3
+    threshold: float | None = None
+
+
+def _read(path: Path) -> Any:
+    try:
+        return load_data(read_text(Path(path))) or {}
+    except InputFileError as exc:
+        raise ConfigError(f"Cannot read presets file {path}: {exc.message}") from exc
+    except YamlSyntaxError as exc:
+        raise ConfigError(f"{path}:{exc.line}: {exc.message}") from exc
+
+
+def load_validation_defaults(user_file: Path | None = None) -> ValidationDefaults:
+    """The ``validation`` block of the shipped file, overridden key by key by ``user_file``.
+
+    ``auto_retry: false`` (the original's switch) means one attempt. ConfigError
+    for unknown keys or values of the wrong type.
+    """
+    values: dict[str, Any] = {}
+    for path in [SHIPPED, user_file] if user_file else [SHIPPED]:
+        data = _read(Path(path))
+        block = data.get("validation") if isinstance(data, dict) else None
+        if block is None:
+            continue
+        if not isinstance(block, dict):
+            raise ConfigError(f"{path}: 'validation' must be a mapping of {', '.join(BLOCK_KEYS)}")
+        unknown = sorted(set(block) - set(BLOCK_KEYS) - set(BLOCK_ALIASES) - {"auto_retry"})
+        if unknown:
+            raise ConfigError(f"{path}: validation has unknown keys: {', '.join(map(str, unknown))}",
+                              hint=f"Known keys: {', '.join(BLOCK_KEYS)}")
+        block = {BLOCK_ALIASES.get(k, k): v for k, v in block.items()}
+        _check_block(path, block)
+        if block.pop("auto_retry", True) is False:
+            block["attempts"] = 1
+        values.update(block)
+    return ValidationDefaults(**values)
+
+
+def _check_block(path: Path, block: dict[str, Any]) -> None:
+    for key in ("enabled", "auto_retry"):
+        if key in block and not isinstance(block[key], bool):
+            raise ConfigError(f"{path}: validation.{key} must be true or false (got {block[key]!r})")
+    attempts = block.get("attempts", 1)
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 20:
+        raise ConfigError(f"{path}: validation.attempts must be a whole number from 1 to 20 (got {attempts!r})")
+    threshold = block.get("threshold")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
+        raise ConfigError(f"{path}: validation.threshold must be a number (got {threshold!r})")
+
+
 def load_presets(user_file: Path | None = None) -> dict[str, dict[str, Any]]:
     """Shipped presets, overridden key by key by ``user_file`` when given.
 
@@ -31,12 +98,7 @@ def load_presets(user_file: Path | None = None) -> dict[str, dict[str, Any]]:
     presets: dict[str, dict[str, Any]] = {}
     known = set(PARAM_KEYS) | set(VALIDATION_KEYS) | set(INFO_KEYS)
     for path in [SHIPPED, user_file] if user_file else [SHIPPED]:
-        try:
-            data = load_data(read_text(Path(path))) or {}
-        except InputFileError as exc:
-            raise ConfigError(f"Cannot read presets file {path}: {exc.message}") from exc
-        except YamlSyntaxError as exc:
-            raise ConfigError(f"{path}:{exc.line}: {exc.message}") from exc
+        data = _read(Path(path))
         entries = data.get("presets") if isinstance(data, dict) else None
         if not isinstance(entries, dict):
             raise ConfigError(f"{path}: expected a top-level 'presets:' mapping of name -> settings")

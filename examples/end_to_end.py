@@ -1,15 +1,7 @@
 #!/usr/bin/env python3
-"""Complete generation example with error handling (the seed's "End-to-End Generation").
+"""Complete generation example with error handling."""
 
-Unchanged from the original API reference except for neutral data and the output
-folder (the system temp folder instead of a hard-coded /tmp). Hosts come from the
-environment: COMFY_GEN_COMFYUI_URL, COMFY_GEN_MINIO_ENDPOINT / _ACCESS_KEY /
-_SECRET_KEY / _BUCKET (see .env.example).
-"""
-
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 # Add parent directory to path
@@ -34,40 +26,40 @@ def main():
     if not check_server_availability():
         print("[ERROR] Server unavailable")
         return EXIT_CONFIG_ERROR
-
+    
     # Load and validate workflow
     workflow = load_workflow("workflows/flux-dev.json")
     models = get_available_models()
-
+    
     if models:
         is_valid, missing, suggestions = validate_workflow_models(workflow, models)
         if not is_valid:
             print(f"[ERROR] Missing models: {missing}")
             return EXIT_CONFIG_ERROR
-
+    
     # Modify prompts
     workflow = modify_prompt(
         workflow,
         "a beautiful mountain landscape at sunset",
         "blurry, low quality"
     )
-
+    
     # Queue and wait
     prompt_id = queue_workflow(workflow)
     if not prompt_id:
         print("[ERROR] Failed to queue")
         return 1
-
+    
     status = wait_for_completion(prompt_id)
-
+    
     # Download and upload
-    output_path = os.path.join(tempfile.gettempdir(), "landscape.png")
+    output_path = "/tmp/landscape.png"
     if download_output(status, output_path):
         url = upload_to_minio(output_path, "landscape.png")
         if url:
             print(f"[OK] Available at: {url}")
             return EXIT_SUCCESS
-
+    
     return 1
 
 if __name__ == "__main__":

@@ -1,21 +1,5 @@
 #!/usr/bin/env python3
-"""Example using validation with retry loop (the seed's "Validation Workflow").
-
-Unchanged from the original API reference except for neutral prompts, the output
-folder (the system temp folder) and the sys.path line so it runs from a checkout.
-Hosts come from the environment (COMFY_GEN_COMFYUI_URL). ``ImageValidator()``
-loads ``openai/clip-vit-base-patch32`` from the Hugging Face hub or its local cache.
-
-Scores are on the 0-100 CLIPScore scale now, so the seed's 0.25 threshold passes
-almost any image (comfy-gen logs a warning); use about 22 for ViT-B/32.
-"""
-
-import os
-import sys
-import tempfile
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).parent.parent))
+"""Example using validation with retry loop."""
 
 from comfy_gen.validation import ImageValidator
 from generate import (
@@ -31,29 +15,29 @@ def generate_with_validation(prompt, negative_prompt="", max_retries=3):
     """Generate image with automatic validation and retry."""
     validator = ImageValidator()
     workflow = load_workflow("workflows/flux-dev.json")
-
+    
     for attempt in range(1, max_retries + 1):
         print(f"[INFO] Attempt {attempt}/{max_retries}")
-
+        
         # Adjust prompts for retry
         if attempt > 1:
             prompt, negative_prompt = adjust_prompt_for_retry(
                 prompt, negative_prompt, attempt - 1
             )
             print(f"[INFO] Adjusted prompt: {prompt}")
-
+        
         # Generate
         workflow = modify_prompt(workflow, prompt, negative_prompt)
         prompt_id = queue_workflow(workflow)
         if not prompt_id:
             continue
-
+        
         status = wait_for_completion(prompt_id)
-        output_path = os.path.join(tempfile.gettempdir(), f"attempt_{attempt}.png")
-
+        output_path = f"/tmp/attempt_{attempt}.png"
+        
         if not download_output(status, output_path):
             continue
-
+        
         # Validate
         result = validator.validate_image(
             output_path,
@@ -61,19 +45,19 @@ def generate_with_validation(prompt, negative_prompt="", max_retries=3):
             negative_prompt,
             positive_threshold=0.25
         )
-
+        
         print(f"[INFO] Score: {result['positive_score']:.3f}")
-
+        
         if result['passed']:
             print("[OK] Validation passed!")
             return output_path
         else:
             print(f"[WARN] Failed: {result['reason']}")
-
+    
     return None
 
 # Usage
 output = generate_with_validation(
-    "(red sports car:1.2) single car, driving",
+    "(Porsche 911:2.0) single car, driving",
     "multiple cars, duplicate"
 )

@@ -22,8 +22,11 @@ RECORDINGS = REPO_ROOT / "tests" / "recordings"
 def _clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """Drop COMFY_GEN_* vars, point state and output folders into tmp_path, and
     forget cached settings so each test starts from a known state."""
+    from comfy_gen.config import LEGACY_ENV, LEGACY_PORT_VAR, LEGACY_UNUSED
+
+    legacy = {var for var, _ in LEGACY_ENV} | set(LEGACY_UNUSED) | {LEGACY_PORT_VAR}
     for key in list(os.environ):
-        if key.startswith("COMFY_GEN_"):
+        if key.startswith("COMFY_GEN_") or key in legacy:  # the original's names are read too
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("COMFY_GEN_OUTPUT_DIR", str(tmp_path / "output"))
     monkeypatch.setenv("COMFY_GEN_STATE_DIR", str(tmp_path / "state"))

@@ -8,6 +8,7 @@ Errors become exit codes here and only here (see ``_errors.EXIT_CODES``).
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
 import click
@@ -65,4 +66,19 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     """Console entry point: run the CLI with expected errors mapped to exit codes."""
+    _show_setting_notices()
     return run_guarded(lambda: cli.main(args=argv, standalone_mode=False))
+
+
+class _StderrNotices(logging.Handler):
+    """Settings notices (an original ComfyGen variable in use) as one stderr line each;
+    echoed when emitted, so the stream is whatever stderr is at that moment."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"Notice: {record.getMessage()}", err=True)
+
+
+def _show_setting_notices() -> None:
+    logger = logging.getLogger("comfy_gen.config.legacy")
+    if not any(isinstance(h, _StderrNotices) for h in logger.handlers):
+        logger.addHandler(_StderrNotices(logging.WARNING))

@@ -17,8 +17,11 @@ from typing import TYPE_CHECKING, Any, Mapping
 import click
 
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import Sequence
+
     from comfy_gen.comfyui.events import Event
-    from comfy_gen.params import GenerationParams
+    from comfy_gen.params import GenerationParams, LoraSpec
+    from comfy_gen.presets import ValidationDefaults
     from comfy_gen.service import GenerateRequest, GenerateResult
 
 #: Options that map one to one onto GenerationParams fields.
@@ -29,15 +32,19 @@ class ProgressPrinter:
     """Prints events: one JSON object per line on stdout, a live bar on a terminal, or nothing."""
 
     def __init__(self, *, json_progress: bool, quiet: bool) -> None:
+        from comfy_gen.progress_events import SeedEvents
+
         self.json_progress = json_progress
         self.quiet = quiet
         self.tty = sys.stderr.isatty()
+        self.seed_events = SeedEvents()
 
     def __call__(self, event: "Event") -> None:
         if event.type == "warning":
             self.warn(getattr(event, "message", ""))
         elif self.json_progress:
-            self.emit(self._json_event(event))
+            for data in self._json_events(event):
+                self.emit(data)
         elif not self.quiet:
             self._human(event)
 
@@ -59,15 +66,14 @@ class ProgressPrinter:
         elif event.type == "attempt":
             click.echo(_attempt_line(event.attempt, event.limit), err=True)
 
-    @staticmethod
-    def _json_event(event: Any) -> dict[str, Any]:
-        data: dict[str, Any] = event.to_dict()
-        if event.type == "progress":
-            # The seed's progress keys, next to the event's own fields.
-            percent = round(100 * event.fraction, 1)
-            data.update(max_steps=event.max, percent=percent,
-                        message=f"Sampling: {event.step}/{event.max} steps ({percent:.0f}%)")
-        return data
+    def _json_events(self, event: Any) -> list[dict[str, Any]]:
+        """ComfyUI events in the original's shapes (comfy_gen.progress_events, shared
+        with the MCP server); comfy-gen's own events (info, attempt) as they are."""
+        from comfy_gen.comfyui.events import EVENT_TYPES, Preview
+
+        if event.type in EVENT_TYPES or isinstance(event, Preview):
+            return self.seed_events(event)
+        return [event.to_dict()]
 
     def emit(self, data: dict[str, Any]) -> None:
         click.echo(json.dumps(data, default=str))
@@ -87,14 +93,19 @@ def _attempt_line(attempt: Any, limit: int) -> str:
     return f"Attempt {attempt.number}/{limit} seed {attempt.params.seed}: {detail}"
 
 
-def params_from_options(opts: Mapping[str, Any], preset: Mapping[str, Any]) -> "GenerationParams":
-    """CLI flags > preset > workflow (None keeps the workflow's value)."""
+def params_from_options(opts: Mapping[str, Any], preset: Mapping[str, Any], *,
+                        base: Mapping[str, Any] | None = None, lora_preset: "Sequence[LoraSpec]" = ()
+                        ) -> "GenerationParams":
+    """CLI flags > preset > ``base`` (a prompt preset's recommended settings) > workflow
+    (None keeps the workflow's value). LoRAs: the preset's, ``lora_preset``'s, then --lora."""
     from comfy_gen.params import GenerationParams, LoraSpec
     from comfy_gen.presets import PARAM_KEYS
 
-    values: dict[str, Any] = {k: preset[k] for k in PARAM_KEYS if k in preset and k != "loras"}
+    values: dict[str, Any] = {k: v for k, v in (base or {}).items() if k in PARAM_OPTIONS}
+    values.update({k: preset[k] for k in PARAM_KEYS if k in preset and k != "loras"})
     loras = [LoraSpec.parse(x) if isinstance(x, str) else
              LoraSpec(str(x["name"]), float(x.get("strength", 1.0))) for x in preset.get("loras") or []]
+    loras += list(lora_preset)
     values.update({k: opts[k] for k in PARAM_OPTIONS if opts.get(k) is not None})
     loras += [LoraSpec.parse(spec) for spec in opts.get("lora") or ()]
     return GenerationParams(prompt=opts.get("prompt"), negative_prompt=opts.get("negative_prompt"),
@@ -110,22 +121,27 @@ def _pick(opts: Mapping[str, Any], preset: Mapping[str, Any], key: str, default:
 
 def build_request(opts: Mapping[str, Any], *, workflow: str | Mapping[str, Any], params: "GenerationParams",
                   preset: Mapping[str, Any] | None = None, preset_name: str | None = None,
-                  workflow_name: str | None = None) -> "GenerateRequest":
-    """The typed request for these click options (flags > preset > defaults)."""
+                  workflow_name: str | None = None,
+                  defaults: "ValidationDefaults | None" = None) -> "GenerateRequest":
+    """The typed request for these click options (flags > preset > the presets
+    file's ``validation`` block, ``defaults`` > built-in defaults)."""
+    from comfy_gen.presets import ValidationDefaults
     from comfy_gen.service import GenerateRequest, InputImage, Organization, ValidationOptions
 
-    preset = preset or {}
+    preset, defaults = preset or {}, defaults or ValidationDefaults()
     validate = opts.get("validate")
     if validate is None and (opts.get("positive_threshold") is not None or opts.get("delta_threshold") is not None):
         validate = True  # a threshold on the command line asks for validation
     return GenerateRequest(
         workflow=workflow, workflow_name=workflow_name, params=params, input_image=_input_image(opts),
-        validation=ValidationOptions(enabled=bool(_pick({"validate": validate}, preset, "validate", False)),
-                                     positive_threshold=_pick(opts, preset, "positive_threshold", None),
-                                     delta_threshold=_pick(opts, preset, "delta_threshold", None)),
+        validation=ValidationOptions(
+            enabled=bool(_pick({"validate": validate}, preset, "validate", defaults.enabled)),
+            positive_threshold=_pick(opts, preset, "positive_threshold", defaults.threshold),
+            delta_threshold=_pick(opts, preset, "delta_threshold", None)),
         retry_strategy=_pick(opts, preset, "retry_strategy", "progressive"),
-        max_attempts=int(_pick(opts, preset, "max_attempts", 3)),
+        max_attempts=int(_pick(opts, preset, "max_attempts", defaults.attempts)),
         output=opts.get("output"), upload=bool(opts.get("upload")), metadata=not opts.get("no_metadata"),
+        embed_metadata=not opts.get("no_embed_metadata"),
         organization=Organization(opts.get("project"), opts.get("batch_id"), opts.get("tags")),
         preset=preset_name, timeout=opts.get("timeout"), dry_run=bool(opts.get("dry_run")),
         url=opts.get("url"), paths="trusted")
@@ -183,11 +199,13 @@ def _common_options(fn: Any) -> Any:
                      help="Minimum positive-negative margin. Implies --validate."),
         click.option("--retry-strategy", default=None,
                      help="progressive (default) | seed_search | prompt_enhance | validation_retry."),
-        click.option("--max-attempts", type=click.IntRange(1, 20), default=None,
-                     help="Attempts when validation fails (default 3)."),
+        click.option("--max-attempts", "--retry-limit", type=click.IntRange(1, 20), default=None,
+                     help="Attempts when validation fails (default 3; --retry-limit is the original's name)."),
         click.option("--upload/--no-upload", default=False,
                      help="Upload to S3/MinIO (a failed upload is kept locally in the outbox)."),
         click.option("--no-metadata", is_flag=True, help="Do not write the sidecar or embed PNG metadata."),
+        click.option("--no-embed-metadata", is_flag=True,
+                     help="Write the sidecar only; leave the image file as ComfyUI made it."),
         click.option("--project", default=None), click.option("--batch-id", default=None),
         click.option("--tags", default=None, help='Organisation tags "k:v,flag".'),
         click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -199,8 +217,29 @@ def _common_options(fn: Any) -> Any:
     return fn
 
 
+def _seed_options(fn: Any) -> Any:
+    """The original's catalog and retry flags, kept together (comfy_gen.cli.catalog_cmd)."""
+    options = [
+        click.option("--auto-retry/--no-auto-retry", default=None,
+                     help="Retry when validation fails (the original's switch; --no-auto-retry = one attempt)."),
+        click.option("--prompt-preset", default=None,
+                     help="Saved prompt from the prompt catalog (--prompt replaces its text; -n is appended "
+                          "to its negative)."),
+        click.option("--lora-preset", default=None,
+                     help="LoRA set from the LoRA catalog's model_suggestions, at their recommended strengths."),
+        click.option("--list-presets", is_flag=True, help="List prompt presets and --preset presets, then exit."),
+        click.option("--list-loras", is_flag=True,
+                     help="List the server's LoRAs and the catalog's LoRA presets, then exit."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 @click.command("generate")
-@click.option("--workflow", "-w", required=True, help="Workflow file (API format): a path, else a name in the workflows folder.")
+@click.option("--workflow", "-w", default=None,
+              help="Workflow file (API format): a path, else a name in the workflows folder. "
+                   "Required unless --list-presets/--list-loras.")
 @click.option("--prompt", "-p", default=None, help="Positive prompt.")
 @click.option("--negative-prompt", "-n", default=None, help="Negative prompt (default: the workflow's).")
 @click.option("--input-image", "-i", default=None, help="Input image: a path or an http(s) URL.")
@@ -218,15 +257,38 @@ def _common_options(fn: Any) -> Any:
 @click.option("--scheduler", default=None)
 @click.option("--checkpoint", default=None, help="Override the workflow's model file.")
 @click.option("--preset", default=None, help="Named preset (comfy_gen/presets.yaml or COMFY_GEN_PRESETS_FILE).")
+@_seed_options
 @_common_options
 def generate(**opts: Any) -> int:
     """Render one image, optionally CLIP-validated with retries, stored locally (and uploaded)."""
+    from comfy_gen.cli import catalog_cmd
     from comfy_gen.config import get_settings
-    from comfy_gen.presets import get_preset
+    from comfy_gen.errors import UsageError
+    from comfy_gen.presets import get_preset, load_validation_defaults
 
-    preset = get_preset(opts["preset"], get_settings().presets_file) if opts.get("preset") else {}
-    request = build_request(opts, workflow=opts["workflow"], params=params_from_options(opts, preset),
-                            preset=preset, preset_name=opts.get("preset"))
+    settings = get_settings()
+    if opts.get("list_presets") or opts.get("list_loras"):
+        if opts.get("list_presets"):
+            catalog_cmd.list_presets(settings, as_json=opts["json_progress"])
+        if opts.get("list_loras"):
+            catalog_cmd.list_loras(settings, url=opts.get("url"), as_json=opts["json_progress"])
+        return 0
+    if not opts.get("workflow"):
+        raise UsageError("Missing option '--workflow' / '-w' (required unless --list-presets or --list-loras)")
+    if opts.get("auto_retry") is False and opts.get("max_attempts") is None:
+        opts = {**opts, "max_attempts": 1}
+    base: Mapping[str, Any] = {}
+    if opts.get("prompt_preset"):
+        from comfy_gen.catalogs import prompt_catalog_for
+
+        prompt_preset = prompt_catalog_for(settings).get(opts["prompt_preset"])
+        opts, base = catalog_cmd.prompt_preset_options(opts, prompt_preset), prompt_preset.recommended_settings
+    lora_preset = catalog_cmd.lora_preset_specs(settings, opts.get("lora_preset"))
+    preset = get_preset(opts["preset"], settings.presets_file) if opts.get("preset") else {}
+    params = params_from_options(opts, preset, base=base, lora_preset=lora_preset)
+    request = build_request(opts, workflow=opts["workflow"], params=params, preset=preset,
+                            preset_name=opts.get("preset"),
+                            defaults=load_validation_defaults(settings.presets_file))
     return run_generate(request, json_progress=opts["json_progress"], quiet=opts["quiet"])
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from comfy_gen.errors import ConfigError
+from comfy_gen.urls import redact_text
 
 
 def _settings() -> Any:
@@ -136,8 +137,8 @@ def storage_status(as_json: bool) -> None:
         "bucket": settings.minio_bucket if settings.storage_configured else None,
         "outbox": str(outbox.db_path),
         "pending": len(entries),
-        "entries": [{"key": e.key, "local_path": e.local_path, "attempts": e.attempts,
-                     "last_error": e.last_error} for e in entries],
+        "entries": [{"key": e.key, "target": redact_text(e.target) or None, "local_path": e.local_path,
+                     "attempts": e.attempts, "last_error": e.last_error} for e in entries],
     }
     if as_json:
         _dump(info)
@@ -146,7 +147,8 @@ def storage_status(as_json: bool) -> None:
               else "local only (no object storage configured)")
     click.echo(f"Output:  {settings.output_dir}\nStorage: {target}\nOutbox:  {len(entries)} pending upload(s)")
     for e in entries[:20]:
-        click.echo(f"  {e.key}  (attempts {e.attempts}; {e.last_error or 'not tried yet'})")
+        where = redact_text(e.target) or "unknown store"
+        click.echo(f"  {e.key} -> {where}  (attempts {e.attempts}; {e.last_error or 'not tried yet'})")
     if len(entries) > 20:
         click.echo(f"  ... and {len(entries) - 20} more")
 
@@ -178,4 +180,8 @@ def storage_sync(workers: int | None, as_json: bool) -> int:
         click.echo(f"Uploaded {len(report.uploaded)}, failed {len(report.failed)}, remaining {report.remaining}")
         for key, err in report.failed.items():
             click.echo(f"  {key}: {err}", err=True)
+        if report.orphaned:
+            click.echo(f"{len(report.orphaned)} upload(s) wait for another store and were left queued:", err=True)
+            for key, where in list(report.orphaned.items())[:20]:
+                click.echo(f"  {key} -> {where}", err=True)
     return 1 if report.remaining else 0

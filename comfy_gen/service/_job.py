@@ -258,7 +258,8 @@ class _Job:
         context = OutputContext(workflow_name=name, params=best.params, preset=request.preset,
                                 organization=request.organization.to_dict(), generation_time=elapsed)
         kept = keep_output(best.files[0], final, key=object_key_for(context, final),
-                           metadata=build_output_metadata(context, outcome) if request.metadata else None)
+                           metadata=build_output_metadata(context, outcome) if request.metadata else None,
+                           embed=request.embed_metadata)
         publication = publish_with_settings(kept, self.settings) if request.upload else Publication()
         self._report_publication(publication, kept.file)
         return GenerateResult(

@@ -114,7 +114,10 @@ class GenerateRequest:
     max_attempts: int = 3
     output: str | None = None
     upload: bool = False
+    #: False: no sidecar and nothing embedded. ``embed_metadata`` False: the sidecar
+    #: only, the image file as ComfyUI made it.
     metadata: bool = True
+    embed_metadata: bool = True
     organization: Organization = Organization()
     preset: str | None = None
     timeout: float | None = None

@@ -1,10 +1,17 @@
 """The upload outbox: uploads that failed wait here until ``sync`` succeeds.
 
 A storage outage must never cost an image or fail a generation: the image is
-already in the local store, and its upload is recorded here (one row per object
-key) to be retried by ``comfy-gen storage sync`` or the next flow run. The
-outbox is a SQLite file under ``<output_dir>/.outbox/`` because SQLite's locking
-makes it safe for several processes (flow workers, the CLI) at once.
+already in the local store, and its upload is recorded here to be retried by
+``comfy-gen storage sync`` or the next flow run. The outbox is a SQLite file
+under ``<output_dir>/.outbox/`` because SQLite's locking makes it safe for
+several processes (flow workers, the CLI) at once.
+
+Each entry records its *target*, the store it was meant for
+(``<scheme>://<endpoint>/<bucket>``, see ``storage_target``), and is only ever
+uploaded there: a sync with other settings leaves it queued and reports it as
+orphaned (waiting for a store that is not configured now). One row per
+(target, object key). Entries an older outbox recorded without a target are
+orphaned too, until ``adopt_orphans`` assigns them to a store.
 """
 
 from __future__ import annotations
@@ -25,23 +32,42 @@ from comfy_gen.storage.base import Storage, StoredObject, check_key, content_typ
 log = logging.getLogger(__name__)
 
 OUTBOX_FILE = "outbox.sqlite3"
+#: The target of entries queued before targets were recorded: never uploaded automatically.
+UNKNOWN_TARGET = ""
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    key          TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS uploads (
+    target       TEXT NOT NULL,
+    key          TEXT NOT NULL,
     local_path   TEXT NOT NULL,
     content_type TEXT,
     attempts     INTEGER NOT NULL DEFAULT 0,
     last_error   TEXT,
     created_at   REAL NOT NULL,
     updated_at   REAL NOT NULL,
-    version      INTEGER NOT NULL DEFAULT 1
+    version      INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (target, key)
 )
 """
+_COLUMNS = "target, key, local_path, content_type, attempts, last_error, created_at, version"
+
+
+def storage_target(storage: Any) -> str:
+    """Where ``storage`` puts objects: ``<scheme>://<endpoint>/<bucket>`` for an S3
+    store (a ``target`` attribute wins), else the store's class (one target per kind)."""
+    explicit = getattr(storage, "target", None)
+    if isinstance(explicit, str) and explicit:
+        return explicit
+    endpoint, bucket = getattr(storage, "endpoint", None), getattr(storage, "bucket", None)
+    if endpoint and bucket:
+        scheme = "https" if getattr(storage, "secure", False) else "http"
+        return f"{scheme}://{str(endpoint).lower().rstrip('/')}/{bucket}"
+    return f"{type(storage).__module__}.{type(storage).__qualname__}"
 
 
 @dataclass(frozen=True)
 class OutboxEntry:
+    target: str
     key: str
     local_path: str
     content_type: str | None
@@ -53,18 +79,21 @@ class OutboxEntry:
 
 @dataclass
 class SyncReport:
-    """What one ``sync`` did: keys uploaded, keys that failed again, entries left."""
+    """What one ``sync`` did: keys uploaded, keys that failed again, entries of this
+    store left, and entries ``orphaned`` (key -> the store they wait for; not touched)."""
 
     uploaded: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     remaining: int = 0
+    orphaned: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
-        return {"uploaded": self.uploaded, "failed": self.failed, "remaining": self.remaining}
+        return {"uploaded": self.uploaded, "failed": self.failed, "remaining": self.remaining,
+                "orphaned": self.orphaned}
 
 
 class Outbox:
-    """A process-safe queue of pending uploads, deduplicated by object key.
+    """A process-safe queue of pending uploads, one per (target, object key).
 
     ``path`` is the outbox folder (``<output_dir>/.outbox``) or the database file.
     """
@@ -91,65 +120,81 @@ class Outbox:
         # processes; `timeout` waits for another writer's lock instead of failing.
         with closing(sqlite3.connect(self.db_path, timeout=30, isolation_level=None)) as conn:
             if not self._ready:
-                conn.execute(_SCHEMA)
+                _migrate(conn)
                 self._ready = True
             yield conn
 
     def add(self, local_path: str | Path, key: str, content_type: str | None = None,
-            *, error: str | None = None) -> None:
-        """Record (or refresh) a pending upload; a key is only ever queued once."""
+            *, target: str, error: str | None = None) -> None:
+        """Record (or refresh) a pending upload of ``key`` to ``target`` (``storage_target``)."""
         check_key(key)
         now = time.time()
         with self._db() as conn:
             conn.execute(
-                "INSERT INTO outbox (key, local_path, content_type, attempts, last_error, created_at, updated_at)"
-                " VALUES (?, ?, ?, 0, ?, ?, ?)"
-                " ON CONFLICT(key) DO UPDATE SET local_path=excluded.local_path,"
+                "INSERT INTO uploads (target, key, local_path, content_type, attempts, last_error, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, 0, ?, ?, ?)"
+                " ON CONFLICT(target, key) DO UPDATE SET local_path=excluded.local_path,"
                 " content_type=excluded.content_type, last_error=excluded.last_error,"
-                " updated_at=excluded.updated_at, version=outbox.version+1",
-                (key, str(Path(local_path).resolve()), content_type, error, now, now))
+                " updated_at=excluded.updated_at, version=uploads.version+1",
+                (target, key, str(Path(local_path).resolve()), content_type, error, now, now))
 
-    def pending(self) -> list[OutboxEntry]:
-        """Every queued upload, oldest first."""
+    def pending(self, target: str | None = None) -> list[OutboxEntry]:
+        """Queued uploads (for ``target`` only, when given), oldest first."""
+        where, args = ("WHERE target=?", (target,)) if target is not None else ("", ())
         with self._db() as conn:
-            rows = conn.execute("SELECT key, local_path, content_type, attempts, last_error, created_at,"
-                                " version FROM outbox ORDER BY created_at, key").fetchall()
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM uploads {where} ORDER BY created_at, key", args).fetchall()
         return [OutboxEntry(*row) for row in rows]
 
-    def count(self) -> int:
+    def count(self, target: str | None = None) -> int:
         if not self.db_path.exists():
             return 0
+        where, args = ("WHERE target=?", (target,)) if target is not None else ("", ())
         with self._db() as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+            return int(conn.execute(f"SELECT COUNT(*) FROM uploads {where}", args).fetchone()[0])
 
-    def remove(self, key: str, *, version: int | None = None) -> bool:
+    def remove(self, key: str, *, target: str, version: int | None = None) -> bool:
         """Drop an entry after its upload succeeded. With ``version``, only if nobody
         re-queued the key meanwhile (a newer file must not be forgotten)."""
         with self._db() as conn:
             if version is None:
-                cur = conn.execute("DELETE FROM outbox WHERE key=?", (key,))
+                cur = conn.execute("DELETE FROM uploads WHERE target=? AND key=?", (target, key))
             else:
-                cur = conn.execute("DELETE FROM outbox WHERE key=? AND version=?", (key, version))
+                cur = conn.execute("DELETE FROM uploads WHERE target=? AND key=? AND version=?",
+                                   (target, key, version))
             return cur.rowcount > 0
 
-    def _failed(self, key: str, error: str) -> None:
+    def adopt_orphans(self, target: str) -> int:
+        """Assign entries with no recorded target (an older outbox) to ``target``; how many.
+        An entry whose key is already queued for ``target`` is left as it is."""
         with self._db() as conn:
-            conn.execute("UPDATE outbox SET attempts=attempts+1, last_error=?, updated_at=? WHERE key=?",
-                         (error, time.time(), key))
+            cur = conn.execute("UPDATE OR IGNORE uploads SET target=?, updated_at=? WHERE target=?",
+                               (target, time.time(), UNKNOWN_TARGET))
+            return cur.rowcount
+
+    def _failed(self, entry: OutboxEntry, error: str) -> None:
+        with self._db() as conn:
+            conn.execute("UPDATE uploads SET attempts=attempts+1, last_error=?, updated_at=? WHERE target=? AND key=?",
+                         (error, time.time(), entry.target, entry.key))
 
     def sync(self, storage: Storage, *, workers: int = 8) -> SyncReport:
-        """Upload every pending entry; remove each one only after its upload succeeded.
+        """Upload every entry queued for this store; remove each one only after its
+        upload succeeded. Entries for other stores are reported as orphaned, untouched.
 
         Auth and bucket errors are raised (nothing will succeed until the settings
         are fixed); the entries stay queued.
         """
         report = SyncReport()
+        target = storage_target(storage)
+        if self.db_path.exists():
+            from comfy_gen.urls import redact_text
+
+            report.orphaned = {e.key: redact_text(e.target) or "(unknown: queued before targets were recorded)"
+                               for e in self.pending() if e.target != target}
         if not storage.remote:
             # Local-only "uploads" always succeed; draining the queue into them
             # would silently drop work meant for the real store.
-            report.remaining = self.count()
             return report
-        entries = self.pending()
+        entries = self.pending(target) if self.db_path.exists() else []
         if not entries:
             return report
 
@@ -163,18 +208,37 @@ class Outbox:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             for entry, stored, exc in pool.map(one, entries):
                 if stored is not None:
-                    self.remove(entry.key, version=entry.version)
+                    self.remove(entry.key, target=target, version=entry.version)
                     report.uploaded.append(entry.key)
                     continue
                 assert exc is not None
-                self._failed(entry.key, exc.message if isinstance(exc, StorageError) else str(exc))
+                self._failed(entry, exc.message if isinstance(exc, StorageError) else str(exc))
                 report.failed[entry.key] = str(getattr(exc, "message", exc))
                 if isinstance(exc, (StorageAuthError, BucketNotFound)) and config_error is None:
                     config_error = exc
-        report.remaining = self.count()
+        report.remaining = self.count(target)
         if config_error is not None:
             raise config_error
         return report
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Create the table; move rows of the target-less ``outbox`` table of older
+    versions into it as orphans (their store was never recorded)."""
+    conn.execute(_SCHEMA)
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='outbox'").fetchone() is None:
+        return
+    conn.execute("BEGIN IMMEDIATE")  # one process migrates; the others then find no old table
+    try:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='outbox'").fetchone():
+            conn.execute("INSERT OR IGNORE INTO uploads (target, key, local_path, content_type, attempts, last_error,"
+                         " created_at, updated_at, version) SELECT ?, key, local_path, content_type, attempts,"
+                         " last_error, created_at, updated_at, version FROM outbox", (UNKNOWN_TARGET,))
+            conn.execute("DROP TABLE outbox")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def upload_files(storage: Storage, files: Sequence[tuple[str | Path, str] | tuple[str | Path, str, str | None]],
@@ -191,6 +255,7 @@ def upload_files(storage: Storage, files: Sequence[tuple[str | Path, str] | tupl
     """
     if not storage.remote:
         return [storage.put(item[0], item[1]) for item in files]
+    target = storage_target(storage)  # every queued entry remembers where it was going
     down = threading.Event()
     outage: list[str] = []  # the error that marked storage as down, for the queued entries
 
@@ -216,7 +281,7 @@ def upload_files(storage: Storage, files: Sequence[tuple[str | Path, str] | tupl
             log.warning("Upload of %s failed: %s", key, last)
         reason = last.message if last else "not tried: " + (outage[0] if outage else "storage unavailable")
         if outbox is not None and Path(path).is_file():
-            outbox.add(path, key, ctype, error=reason)
+            outbox.add(path, key, ctype, target=target, error=reason)
             log.warning("Upload of %s queued in the outbox: %s", key, reason)
         return None, last
 

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from comfy_gen.cli import cli, main
 from comfy_gen.errors import BucketNotFound, MetadataNotFound, UsageError
-from comfy_gen.storage import Outbox
+from comfy_gen.storage import Outbox, get_storage
+from comfy_gen.storage.outbox import storage_target
 from comfy_gen.storage.s3 import S3Storage
 from tests.conftest import REPO_ROOT
 from tests.fixtures.s3 import SeaweedServer
@@ -71,8 +72,10 @@ def test_images_list_and_delete(s3_env, capsys, tmp_path: Path) -> None:
 
 def test_storage_status_and_sync(s3_env, capsys, tmp_path: Path) -> None:
     box = Outbox.from_settings(s3_env)
+    target = storage_target(get_storage(s3_env))
     for i in range(3):
-        box.add(make_png(tmp_path / f"{i}.png"), f"q/{i}.png", "image/png", error="storage unavailable")
+        box.add(make_png(tmp_path / f"{i}.png"), f"q/{i}.png", "image/png", target=target,
+                error="storage unavailable")
     code, out, _ = run(["storage", "status"], capsys)
     assert code == 0 and "3 pending" in out and "q/0.png" in out
     code, out, _ = run(["storage", "sync", "--json"], capsys)
@@ -86,7 +89,7 @@ def test_storage_status_and_sync(s3_env, capsys, tmp_path: Path) -> None:
 def test_sync_with_missing_local_file_exits_1(s3_env, capsys, tmp_path: Path) -> None:
     box = Outbox.from_settings(s3_env)
     gone = make_png(tmp_path / "gone.png")
-    box.add(gone, "q/gone.png")
+    box.add(gone, "q/gone.png", target=storage_target(get_storage(s3_env)))
     gone.unlink()
     code, out, err = run(["storage", "sync"], capsys)
     assert code == 1 and "remaining 1" in out and "does not exist" in err
