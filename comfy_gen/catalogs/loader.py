@@ -79,13 +79,14 @@ def _load(path: Path, schema: Path, what: str) -> dict[str, Any]:
                                hint=_hint(what)) from exc
     problems = [f"{path}:{line}: {_dotted(dup)}: duplicate key (the later value would silently win)"
                 for dup, line in doc.duplicates]
-    if not isinstance(doc.data, dict):
+    data = doc.data if isinstance(doc.data, dict) else None
+    if data is None:
         problems.append(f"{path}:1: $: expected a mapping")
     else:
         problems += _schema_problems(doc, path, schema)
-    if problems:
+    if problems or data is None:
         raise ProblemListError(f"The {what} {path} has {len(problems)} problem(s)", problems, hint=_hint(what))
-    return doc.data
+    return data
 
 
 def _schema_problems(doc: YamlDoc, path: Path, schema: Path) -> list[str]:
