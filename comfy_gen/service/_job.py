@@ -165,7 +165,7 @@ class _Job:
                 return GenerateResult(status="dry_run", workflow=name, warnings=tuple(self.warnings))
             started = time.monotonic()
             outcome = self._attempts(workflow, params)
-            final = _final_target(target, outcome.best.files[0])  # type: ignore[union-attr]
+            final = self._final_target(target, outcome.best.files[0])  # type: ignore[union-attr]
             return self._finish(outcome, final, name, time.monotonic() - started)
         except BaseException as exc:
             interrupted = isinstance(exc, KeyboardInterrupt) or self.token.cancelled
@@ -248,6 +248,18 @@ class _Job:
             raise ExecutionFailed("The job finished without an output image", prompt_id=self.prompt_id)
         return outcome
 
+    def _final_target(self, target: Path, produced: Path) -> Path:
+        """The kept file's name. A video keeps its own extension: the default name
+        (``<time>.png``) takes it, and so does an ``-o car.png``, with a warning."""
+        final = _final_target(target, produced)
+        suffix = produced.suffix.lower()
+        if not suffix or final.suffix.lower() == suffix or not _moving(produced):
+            return final
+        if self.request.output is not None:
+            self.warn(f"the workflow wrote a video ({suffix.lstrip('.')}); saved as "
+                      f"{final.with_suffix(suffix).name} instead of {final.name}")
+        return final.with_suffix(suffix)
+
     def _finish(self, outcome: "Outcome", final: Path, name: str, elapsed: float) -> GenerateResult:
         """Keep the best attempt under its final name, then publish it."""
         from comfy_gen.outputs import (OutputContext, build_output_metadata, keep_output, object_key_for,
@@ -303,3 +315,14 @@ class _CancellableGate:
 def _final_target(target: Path, produced: Path) -> Path:
     # `-o result` gets the produced file's extension, so viewers know what it is.
     return target if target.suffix else target.with_suffix(produced.suffix or ".png")
+
+
+def _moving(path: Path) -> bool:
+    from comfy_gen.media import is_container_video, media_info
+
+    if is_container_video(path):
+        return True
+    try:
+        return media_info(path).moving
+    except OSError:
+        return False
