@@ -181,8 +181,7 @@ class _Job:
     def _prepare(self) -> tuple[dict[str, Any], str, GenerationParams]:
         """Server up, workflow loaded, input image ready, composed graph preflighted."""
         from comfy_gen.errors import ComfyUIUnavailable
-        from comfy_gen.pipeline import compose
-        from comfy_gen.workflow import check_workflow
+        from comfy_gen.workflow import apply_params_with_report, check_workflow
 
         client = self.client
         if not client.is_available():
@@ -194,7 +193,10 @@ class _Job:
         params = self._input_image()
         # Preflight the composed graph (a fixed seed: the check must not depend on chance).
         probe = params if params.seed not in (None, -1) else params.replace(seed=0)
-        check_workflow(compose(workflow, probe), object_info)
+        graph, report = apply_params_with_report(workflow, probe)
+        check_workflow(graph, object_info)
+        for message in report.warnings:  # e.g. frames the video model will round
+            self.warn(message)
         return workflow, name, params
 
     def _workflow(self, object_info: dict[str, Any]) -> tuple[dict[str, Any], str]:
