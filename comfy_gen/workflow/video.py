@@ -89,8 +89,8 @@ def read_video(wf: Graph) -> tuple[int | None, float | None]:
             frames = value
             break
     for nid in fps_nodes(wf):
-        value: Any = wf[nid]["inputs"].get(FPS_INPUTS[str(class_of(wf, nid))])
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            fps = float(value)
+        rate: Any = wf[nid]["inputs"].get(FPS_INPUTS[str(class_of(wf, nid))])
+        if isinstance(rate, (int, float)) and not isinstance(rate, bool):
+            fps = float(rate)
             break
     return frames, fps
