@@ -182,6 +182,7 @@ class _Job:
         """Server up, workflow loaded, input image ready, composed graph preflighted."""
         from comfy_gen.errors import ComfyUIUnavailable
         from comfy_gen.workflow import apply_params_with_report, check_workflow
+        from comfy_gen.workflow.video import writes_container
 
         client = self.client
         if not client.is_available():
@@ -195,6 +196,11 @@ class _Job:
         probe = params if params.seed not in (None, -1) else params.replace(seed=0)
         graph, report = apply_params_with_report(workflow, probe)
         check_workflow(graph, object_info)
+        if self.request.validation.enabled and writes_container(graph):
+            raise UsageError("Validation scores a still frame, and this workflow writes a container video "
+                             "(MP4/WEBM) comfy-gen cannot decode",
+                             hint="Drop --validate, or save an animated WEBP/GIF (SaveAnimatedWEBP, "
+                                  "VHS image/webp).")
         for message in report.warnings:  # e.g. frames the video model will round
             self.warn(message)
         return workflow, name, params

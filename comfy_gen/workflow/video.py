@@ -44,6 +44,17 @@ def is_video_workflow(wf: Graph) -> bool:
     return bool(video_outputs(wf))
 
 
+def writes_container(wf: Graph) -> bool:
+    """True when a video output writes a container (MP4, WEBM, ...), which has no
+    still frame here: SaveWEBM, SaveVideo, or VHS_VideoCombine with a ``video/`` format."""
+    for nid in video_outputs(wf):
+        cls = class_of(wf, nid)
+        fmt = (wf[nid].get("inputs") or {}).get("format")
+        if cls in ("SaveWEBM", "SaveVideo") or (cls == "VHS_VideoCombine" and str(fmt).startswith("video/")):
+            return True
+    return False
+
+
 def upstream(wf: Graph, start: list[str]) -> list[str]:
     """``start`` and every node they read from, directly or through other nodes."""
     seen: set[str] = set()

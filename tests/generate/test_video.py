@@ -141,3 +141,21 @@ def test_service_image_to_video_with_a_confined_input(gen_env: Emulator, tmp_pat
                                       output="clips/i2v"), settings=get_settings())
     assert result.file is not None and result.file.name == "i2v.webp"
     assert _frames(result.file)[0] == 9
+
+
+def test_validating_a_container_video_is_refused_before_queueing(gen_env: Emulator) -> None:
+    before = gen_env.stats()["jobs_completed"]
+    code, _, err = run_cli("generate", "-w", "wan22-t2v-vhs", "-p", "a kite", "--validate")
+    assert code == 2 and "container video (MP4/WEBM)" in err and "Traceback" not in err
+    assert gen_env.stats()["jobs_completed"] == before
+
+
+def test_an_animated_video_is_validated_on_its_first_frame(clip_env: Emulator, tmp_path: Path) -> None:
+    code, out, err = run_cli("generate", "-w", "ltxv-t2v", "-p", "a red kite", "--frames", "9", *SIZE,
+                             "--validate", "--positive-threshold", "0", "-o", str(tmp_path / "v.webp"),
+                             "--json-progress")
+    assert code == 0, err
+    result = json_lines(out)[-1]
+    assert result["status"] == "passed" and result["file"].endswith("v.webp")
+    meta = _sidecar(tmp_path / "v.webp")
+    assert meta["validation"]["passed"] is True and meta["quality"]["prompt_adherence"]
