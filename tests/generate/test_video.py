@@ -159,3 +159,12 @@ def test_an_animated_video_is_validated_on_its_first_frame(clip_env: Emulator, t
     assert result["status"] == "passed" and result["file"].endswith("v.webp")
     meta = _sidecar(tmp_path / "v.webp")
     assert meta["validation"]["passed"] is True and meta["quality"]["prompt_adherence"]
+
+
+def test_video_sidecar_is_valid_against_the_metadata_schema(gen_env: Emulator, tmp_path: Path) -> None:
+    from comfy_gen.metadata import validate_metadata
+
+    code, _, err = run_cli("generate", "-w", "ltxv-t2v", "-p", "a kite", "--frames", "9", "--fps", "6", *SIZE,
+                           "-o", str(tmp_path / "s.webp"))
+    assert code == 0, err
+    validate_metadata(_sidecar(tmp_path / "s.webp"))
