@@ -94,8 +94,13 @@ class BatchRun:
     def run_dir(self) -> Path:
         return self.store.run_dir(self.folder, self.run_id)
 
-    def item_image(self, item_id: str) -> Path:
-        return self.store.item_path(self.folder, item_id)
+    def item_image(self, item_id: str, ext: str | None = None) -> Path:
+        """The item's stable file: ``<id><ext>``; without ``ext``, the one an earlier
+        run kept (a video item keeps its own extension), else ``<id>.png``."""
+        if ext is None:
+            found = self.store.find_existing(self.folder, item_id)
+            return found if found is not None else self.store.item_path(self.folder, item_id)
+        return self.store.item_path(self.folder, item_id, ext)
 
     # -- shared resources ----------------------------------------------------
     def workflow(self, name: str) -> dict[str, Any]:
@@ -290,7 +295,7 @@ def finalize_item(run: BatchRun, item: "RecipeItem", key: str, outcome: Outcome,
         workflow_name=item.workflow, params=best.params, job_key=key, run_id=run.run_id,
         flow_run_id=run.flow_run_id, recipe=run.recipe.name, item_id=item.id, backend=result.backend,
         labels=dict(item.labels), result=result.to_record())
-    target = run.item_image(item.id)
+    target = run.item_image(item.id, best.files[0].suffix or ".png")
     kept = keep_output(best.files[0], target, key=object_key_for(context, target),
                        metadata=build_output_metadata(context, outcome))
     published = Publication()

@@ -125,6 +125,8 @@ def build_metadata(*, params: Any, workflow_name: str | None = None, model: str 
             "sampler": p.get("sampler"), "scheduler": p.get("scheduler"), "denoise": p.get("denoise"),
             "resolution": [width, height] if width and height else None,
             "loras": _loras(p.get("loras")),
+            # video and background removal: only when asked for (docs/video.md)
+            **{k: p[k] for k in ("frames", "fps", "transparent") if p.get(k) is not None},
         },
         "quality": quality,
         "validation": validation,

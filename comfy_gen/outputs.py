@@ -152,6 +152,7 @@ def keep_output(source: Path, target: Path, *, key: str, metadata: dict[str, Any
         atomic_copy(source, staging)
         if meta is not None:
             meta["storage"]["format"] = source.suffix.lstrip(".")
+            _record_media(staging, meta)
             _embed_with_size(staging, meta, is_png=embed and source.suffix.lower() == ".png")
         staging.replace(target)
     except BaseException:
@@ -161,6 +162,19 @@ def keep_output(source: Path, target: Path, *, key: str, metadata: dict[str, Any
     if source.resolve() != target.resolve():
         source.unlink(missing_ok=True)
     return KeptOutput(file=target, key=key, sidecar=sidecar, metadata=meta)
+
+
+def _record_media(path: Path, meta: dict[str, Any]) -> None:
+    """A video or animation gets ``storage.media`` (kind, size, frames, fps, duration);
+    its metadata lives in the sidecar only (only PNG carries embedded chunks)."""
+    from comfy_gen.media import media_info
+
+    try:
+        info = media_info(path)
+    except OSError:
+        return  # not an image Pillow reads: nothing to add
+    if info.moving:
+        meta["storage"]["media"] = info.to_dict()
 
 
 def _embed_with_size(path: Path, meta: dict[str, Any], *, is_png: bool) -> None:

@@ -15,6 +15,12 @@ from typing import Any
 from comfy_gen.errors import UsageError
 
 SEED_MAX = 2**32 - 1
+#: Video limits: ComfyUI's video latents accept up to MAX_RESOLUTION frames, far more than
+#: any model renders; 1024 frames is already ~40 s at 25 fps. CreateVideo caps fps at 120.
+FRAMES_MAX = 1024
+FPS_MAX = 120.0
+#: Fields added after item ids were fixed: to_dict() leaves them out while they are None.
+OPTIONAL_FIELDS = ("frames", "fps", "transparent", "transparent_subject")
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,12 @@ class GenerationParams:
     vae: str | None = None
     loras: tuple[LoraSpec, ...] = field(default_factory=tuple)
     input_image: str | None = None     # a name ComfyUI knows (already uploaded)
+    # Video and transparency (docs/video.md). None = the workflow's own value / off;
+    # left out of to_dict() while unset, so ids of image items stay what they were.
+    frames: int | None = None          # video length in frames (latent `length`)
+    fps: float | None = None           # frame rate of the video output (and LTXV conditioning)
+    transparent: bool | None = None    # remove the background (segment-anything nodes), RGBA PNG
+    transparent_subject: str | None = None  # what to keep when transparent (default: the prompt)
     extra: tuple[tuple[str, Any], ...] = field(default_factory=tuple)  # other node inputs "node_id.input"
 
     def replace(self, **changes: Any) -> "GenerationParams":
@@ -79,6 +91,9 @@ class GenerationParams:
         data = dataclasses.asdict(self)
         data["loras"] = [lora.to_dict() for lora in self.loras]
         data["extra"] = {k: v for k, v in self.extra}
+        for name in OPTIONAL_FIELDS:
+            if data[name] is None:
+                del data[name]  # unset: absent, so older ids and fingerprints are unchanged
         return data
 
     @classmethod
@@ -132,6 +147,10 @@ def validate_ranges(params: GenerationParams) -> None:
             problems.append(f"{name} must be 64..8192 and divisible by 8 (got {value})")
     if params.batch_size is not None and not (1 <= params.batch_size <= 64):
         problems.append(f"batch_size must be 1..64 (got {params.batch_size})")
+    if params.frames is not None and not (1 <= params.frames <= FRAMES_MAX):
+        problems.append(f"frames must be an integer in 1..{FRAMES_MAX} (got {params.frames})")
+    if params.fps is not None and not (0 < params.fps <= FPS_MAX):
+        problems.append(f"fps must be > 0 and <= {FPS_MAX:g} (got {params.fps})")
     if params.seed is not None and params.seed != -1 and not (0 <= params.seed <= SEED_MAX):
         problems.append(f"seed must be -1 or in 0..{SEED_MAX} (got {params.seed})")
     if problems:

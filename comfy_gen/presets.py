@@ -24,6 +24,8 @@ SHIPPED = Path(__file__).with_name("presets.yaml")
 
 #: Preset keys that map onto GenerationParams; the rest are validation settings.
 PARAM_KEYS = ("steps", "cfg", "sampler", "scheduler", "width", "height", "denoise", "loras", "checkpoint")
+#: Video keys of a preset (the original's ``length`` is the frame count; ``frames`` too).
+VIDEO_KEYS = ("length", "frames", "fps")
 VALIDATION_KEYS = ("validate", "positive_threshold", "delta_threshold", "max_attempts", "retry_strategy")
 INFO_KEYS = ("description", "notes")
 
@@ -96,7 +98,7 @@ def load_presets(user_file: Path | None = None) -> dict[str, dict[str, Any]]:
     otherwise be ignored silently).
     """
     presets: dict[str, dict[str, Any]] = {}
-    known = set(PARAM_KEYS) | set(VALIDATION_KEYS) | set(INFO_KEYS)
+    known = set(PARAM_KEYS) | set(VIDEO_KEYS) | set(VALIDATION_KEYS) | set(INFO_KEYS)
     for path in [SHIPPED, user_file] if user_file else [SHIPPED]:
         data = _read(Path(path))
         entries = data.get("presets") if isinstance(data, dict) else None

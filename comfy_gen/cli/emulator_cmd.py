@@ -17,11 +17,15 @@ import click
               help="Folder for output/, input/ and temp/ (default: a temporary folder).")
 @click.option("--previews/--no-previews", default=False, show_default=True,
               help="Send binary preview frames, like ComfyUI's --preview-method auto.")
-def emulator(host: str, port: int, step_time: float, data_dir: Path | None, previews: bool) -> None:
+@click.option("--custom-nodes/--no-custom-nodes", default=True, show_default=True,
+              help="Serve the segment-anything and VideoHelperSuite node classes.")
+def emulator(host: str, port: int, step_time: float, data_dir: Path | None, previews: bool,
+             custom_nodes: bool) -> None:
     """Run the built-in ComfyUI protocol emulator until Ctrl-C."""
     from comfy_gen.emulator import Emulator
 
-    emu = Emulator(host, port, step_time=step_time, data_dir=data_dir, previews=previews).start()
+    emu = Emulator(host, port, step_time=step_time, data_dir=data_dir, previews=previews,
+                   custom_nodes=custom_nodes).start()
     click.echo(f"ComfyUI emulator listening on {emu.url} (data: {emu.data_dir})")
     click.echo("Press Ctrl-C to stop.")
     try:

@@ -107,9 +107,36 @@ def params_from_options(opts: Mapping[str, Any], preset: Mapping[str, Any], *,
              LoraSpec(str(x["name"]), float(x.get("strength", 1.0))) for x in preset.get("loras") or []]
     loras += list(lora_preset)
     values.update({k: opts[k] for k in PARAM_OPTIONS if opts.get(k) is not None})
+    values.update(video_values(opts, preset))
     loras += [LoraSpec.parse(spec) for spec in opts.get("lora") or ()]
     return GenerationParams(prompt=opts.get("prompt"), negative_prompt=opts.get("negative_prompt"),
                             loras=tuple(loras), **values)
+
+
+def video_values(opts: Mapping[str, Any], preset: Mapping[str, Any]) -> dict[str, Any]:
+    """--frames/--length, --fps, --video-resolution, --transparent[-subject] (flags > preset)."""
+    from comfy_gen.errors import UsageError
+    from comfy_gen.images import parse_size
+
+    values: dict[str, Any] = {}
+    frames = opts.get("frames") if opts.get("frames") is not None else preset.get("frames", preset.get("length"))
+    fps = opts.get("fps") if opts.get("fps") is not None else preset.get("fps")
+    if frames is not None:
+        values["frames"] = int(frames)
+    if fps is not None:
+        values["fps"] = float(fps)
+    if opts.get("video_resolution"):
+        width, height = parse_size(opts["video_resolution"])
+        for name, value in (("width", width), ("height", height)):
+            if opts.get(name) is not None and opts[name] != value:
+                raise UsageError(f"--video-resolution {opts['video_resolution']} contradicts --{name} {opts[name]}")
+        values.update(width=width, height=height)
+    if opts.get("transparent"):
+        values["transparent"] = True
+        values["transparent_subject"] = opts.get("transparent_subject")
+    elif opts.get("transparent_subject"):
+        raise UsageError("--transparent-subject applies to --transparent")
+    return values
 
 
 def _pick(opts: Mapping[str, Any], preset: Mapping[str, Any], key: str, default: Any) -> Any:
@@ -236,6 +263,23 @@ def _seed_options(fn: Any) -> Any:
     return fn
 
 
+def _video_options(fn: Any) -> Any:
+    """Video and background-removal flags (docs/video.md)."""
+    options = [
+        click.option("--frames", "--length", "frames", type=int, default=None,
+                     help="Video length in frames (video workflows; 1-1024)."),
+        click.option("--fps", type=float, default=None, help="Video frame rate (video workflows)."),
+        click.option("--video-resolution", default=None, help="Video size WxH (same as --width/--height)."),
+        click.option("--transparent", is_flag=True,
+                     help="Remove the background (segment-anything custom nodes): an RGBA PNG."),
+        click.option("--transparent-subject", default=None,
+                     help="What to keep with --transparent (default: the prompt)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 @click.command("generate")
 @click.option("--workflow", "-w", default=None,
               help="Workflow file (API format): a path, else a name in the workflows folder. "
@@ -258,6 +302,7 @@ def _seed_options(fn: Any) -> Any:
 @click.option("--checkpoint", default=None, help="Override the workflow's model file.")
 @click.option("--preset", default=None, help="Named preset (comfy_gen/presets.yaml or COMFY_GEN_PRESETS_FILE).")
 @_seed_options
+@_video_options
 @_common_options
 def generate(**opts: Any) -> int:
     """Render one image, optionally CLIP-validated with retries, stored locally (and uploaded)."""

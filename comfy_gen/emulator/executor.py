@@ -21,6 +21,7 @@ from typing import Any
 from comfy_gen.emulator.catalog import IMAGE_INPUT_NODES, Catalog
 from comfy_gen.emulator.faults import Faults
 from comfy_gen.emulator.hold import Holds
+from comfy_gen.emulator import media_nodes  # noqa: F401  (registers the video and segment-anything nodes)
 from comfy_gen.emulator.nodes import EVALUATORS, Latent, NodeFailure, NodeResult, passthrough
 from comfy_gen.emulator.render import Picture, preview_jpeg
 from comfy_gen.emulator.state import QueueItem

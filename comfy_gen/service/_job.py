@@ -165,7 +165,7 @@ class _Job:
                 return GenerateResult(status="dry_run", workflow=name, warnings=tuple(self.warnings))
             started = time.monotonic()
             outcome = self._attempts(workflow, params)
-            final = _final_target(target, outcome.best.files[0])  # type: ignore[union-attr]
+            final = self._final_target(target, outcome.best.files[0])  # type: ignore[union-attr]
             return self._finish(outcome, final, name, time.monotonic() - started)
         except BaseException as exc:
             interrupted = isinstance(exc, KeyboardInterrupt) or self.token.cancelled
@@ -181,8 +181,8 @@ class _Job:
     def _prepare(self) -> tuple[dict[str, Any], str, GenerationParams]:
         """Server up, workflow loaded, input image ready, composed graph preflighted."""
         from comfy_gen.errors import ComfyUIUnavailable
-        from comfy_gen.pipeline import compose_graph
-        from comfy_gen.workflow import check_workflow
+        from comfy_gen.workflow import apply_params_with_report, check_workflow
+        from comfy_gen.workflow.video import writes_container
 
         client = self.client
         if not client.is_available():
@@ -194,7 +194,15 @@ class _Job:
         params = self._input_image()
         # Preflight the composed graph (a fixed seed: the check must not depend on chance).
         probe = params if params.seed not in (None, -1) else params.replace(seed=0)
-        check_workflow(compose_graph(workflow, probe), object_info)
+        graph, report = apply_params_with_report(workflow, probe)
+        check_workflow(graph, object_info)
+        if self.request.validation.enabled and writes_container(graph):
+            raise UsageError("Validation scores a still frame, and this workflow writes a container video "
+                             "(MP4/WEBM) comfy-gen cannot decode",
+                             hint="Drop --validate, or save an animated WEBP/GIF (SaveAnimatedWEBP, "
+                                  "VHS image/webp).")
+        for message in report.warnings:  # e.g. frames the video model will round
+            self.warn(message)
         return workflow, name, params
 
     def _workflow(self, object_info: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -247,6 +255,18 @@ class _Job:
         if outcome.best is None or not outcome.best.files:
             raise ExecutionFailed("The job finished without an output image", prompt_id=self.prompt_id)
         return outcome
+
+    def _final_target(self, target: Path, produced: Path) -> Path:
+        """The kept file's name. A video keeps its own extension: the default name
+        (``<time>.png``) takes it, and so does an ``-o car.png``, with a warning."""
+        final = _final_target(target, produced)
+        suffix = produced.suffix.lower()
+        if not suffix or final.suffix.lower() == suffix or not _moving(produced):
+            return final
+        if self.request.output is not None:
+            self.warn(f"the workflow wrote a video ({suffix.lstrip('.')}); saved as "
+                      f"{final.with_suffix(suffix).name} instead of {final.name}")
+        return final.with_suffix(suffix)
 
     def _finish(self, outcome: "Outcome", final: Path, name: str, elapsed: float) -> GenerateResult:
         """Keep the best attempt under its final name, then publish it."""
@@ -304,3 +324,14 @@ class _CancellableGate:
 def _final_target(target: Path, produced: Path) -> Path:
     # `-o result` gets the produced file's extension, so viewers know what it is.
     return target if target.suffix else target.with_suffix(produced.suffix or ".png")
+
+
+def _moving(path: Path) -> bool:
+    from comfy_gen.media import is_container_video, media_info
+
+    if is_container_video(path):
+        return True
+    try:
+        return media_info(path).moving
+    except OSError:
+        return False
