@@ -25,6 +25,8 @@ assigned only at the edges (``comfy_gen.cli`` and the API), from one table each.
     ├── ValidationFailed            image below thresholds after all attempts (exit 3)
     ├── BatchFailed                 some items of a recipe run failed (exit 1)
     ├── MetadataNotFound            an image carries no comfy-gen metadata (exit 1)
+    ├── NotFound                    a named thing (job, generation, run, recipe, image) is unknown (HTTP 404)
+    ├── ServiceBusy                 too many jobs queued; try again later (HTTP 503)   [transient]
     └── StorageError                object storage failed
         ├── StorageUnavailable      endpoint unreachable / 5xx              [transient]
         ├── StorageAuthError        bad credentials / access denied
@@ -256,6 +258,19 @@ class MetadataNotFound(ComfyGenError):
     """An image has no comfy-gen metadata (no PNG chunk, no sidecar, no ComfyUI chunks)."""
 
 
+class NotFound(ComfyGenError):
+    """A job, generation, favorite, run, recipe or image with this id does not exist."""
+
+    def __init__(self, message: str, *, kind: str | None = None, id: str | None = None) -> None:  # noqa: A002
+        super().__init__(message)
+        self.kind = kind
+        self.id = id
+
+
+class ServiceBusy(ComfyGenError, TransientError):
+    """A server face (API, MCP) has as many jobs queued as it accepts."""
+
+
 class BatchFailed(ComfyGenError):
     """Some items of a batch failed (the others were rendered); ``summary`` has the run record."""
 
@@ -295,8 +310,8 @@ def is_transient(exc: BaseException) -> bool:
 __all__ = [
     "BatchFailed", "BucketNotFound", "CategoryError", "ComfyGenError", "ComfyUIError", "ComfyUITimeout",
     "ComfyUIUnavailable", "CompositionError", "ConfigError", "ExecutionFailed",
-    "ExecutionInterrupted", "JobLost", "MetadataNotFound", "PathNotAllowed", "PolicyViolation", "PreflightError",
-    "ProblemListError", "PromptRejected", "RecipeError", "StorageAuthError", "StorageError",
+    "ExecutionInterrupted", "JobLost", "MetadataNotFound", "NotFound", "PathNotAllowed", "PolicyViolation", "PreflightError",
+    "ProblemListError", "PromptRejected", "RecipeError", "ServiceBusy", "StorageAuthError", "StorageError",
     "StorageUnavailable", "TransientError", "UsageError", "ValidationFailed",
     "ValidatorUnavailable", "WorkflowError", "is_transient",
 ]
