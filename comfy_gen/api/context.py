@@ -43,9 +43,9 @@ class ApiContext:
     def catalog(self) -> "Catalog":
         with self._catalog_lock:
             if self._catalog is None:
-                from comfy_gen.catalog import Catalog
-
                 try:
+                    from comfy_gen.catalog import Catalog
+
                     self._catalog = Catalog.from_settings(self.settings)
                 except ComfyGenError:
                     raise
