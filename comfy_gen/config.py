@@ -109,6 +109,13 @@ class Settings(BaseSettings):
     comfyui_args: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["--listen", "127.0.0.1", "--port", "8188"])
     state_dir: Path = Field(Path(".comfy-gen"), description="pid files, logs, emulator data")
 
+    # --- generation catalog (docs/catalog.md) ---
+    # SecretStr: a PostgreSQL URL usually carries a password.
+    database_url: SecretStr | None = Field(
+        None, description="Catalog database, e.g. postgresql+psycopg://user:pw@host/db; unset = SQLite at catalog_path")
+    catalog_path: Path | None = Field(None, description="SQLite catalog file (default <state_dir>/catalog.sqlite)")
+    catalog_enabled: bool = Field(True, description="Index every kept output in the catalog")
+
     # --- Prefect ---
     prefect_concurrency_name: str = Field("comfyui", description="GCL name prefix: <prefix>:<backend>")
     gpu_gate: Literal["local", "prefect", "none"] = Field(
@@ -249,6 +256,10 @@ class Settings(BaseSettings):
             )
         return urls[name]
 
+    def catalog_file(self) -> Path:
+        """The SQLite catalog used when no database URL is set."""
+        return Path(self.catalog_path or Path(self.state_dir) / "catalog.sqlite").expanduser()
+
     @property
     def storage_configured(self) -> bool:
         return bool(self.minio_endpoint)
@@ -271,7 +282,8 @@ def get_settings() -> Settings:
 #: Settings whose values must never be echoed back in an error message. A
 #: malformed COMFY_GEN_BACKENDS may hold credentials in a form no URL parser
 #: recognises (a broken JSON string), so it is never echoed either.
-_SECRET_FIELDS = frozenset({"minio_access_key", "minio_secret_key", "backends", "api_token", "api_tokens"})
+_SECRET_FIELDS = frozenset({"minio_access_key", "minio_secret_key", "backends", "database_url", "api_token",
+                            "api_tokens"})
 
 
 def settings_error(exc: ValidationError) -> ConfigError:
