@@ -38,10 +38,12 @@ TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 JOB_PREFIX = "gen_"
 
 Listener = Callable[[dict[str, Any]], None]
-#: Called in the worker after a successful generation, before the job reads as
-#: completed; what it returns is merged into the job's ``extra`` (a catalog id).
-Recorder = Callable[["Job", "GenerateResult"], "dict[str, Any] | None"]
 Runner = Callable[..., "GenerateResult"]
+
+
+def new_job_id() -> str:
+    """A job id that is also a valid catalog generation id (letters, digits, '_')."""
+    return JOB_PREFIX + uuid.uuid4().hex
 
 
 class Job:
@@ -50,7 +52,9 @@ class Job:
     def __init__(self, request: "GenerateRequest", *, meta: dict[str, Any] | None = None) -> None:
         from comfy_gen.service import CancelToken
 
-        self.id = JOB_PREFIX + uuid.uuid4().hex
+        # The request's catalog id, when the face picked one, names the job too: one id for
+        # polling, the stored image and favorites.
+        self.id = request.generation_id or new_job_id()
         self.request = request
         self.meta: dict[str, Any] = dict(meta or {})
         self.token = CancelToken()
@@ -62,7 +66,6 @@ class Job:
                                          "attempt": 0, "message": None}
         self.result: "GenerateResult | None" = None
         self.error: dict[str, Any] | None = None
-        self.extra: dict[str, Any] = {}
         self.version = 0            # bumped on every change: listeners and pollers see the order
         self._lock = threading.Lock()
         self._done = threading.Event()
@@ -83,7 +86,7 @@ class Job:
             "progress": dict(self.progress), "created_at": self.created_at,
             "started_at": self.started_at, "finished_at": self.finished_at,
             "result": self.result.to_dict() if self.result is not None else None,
-            "error": self.error, "meta": dict(self.meta), **self.extra,
+            "error": self.error, "meta": dict(self.meta),
         }
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -154,12 +157,11 @@ class JobManager:
     """
 
     def __init__(self, settings: "Settings", *, workers: int | None = None, max_jobs: int | None = None,
-                 keep: int = 1000, recorder: Recorder | None = None, runner: Runner | None = None) -> None:
+                 keep: int = 1000, runner: Runner | None = None) -> None:
         self.settings = settings
         self.workers = workers or settings.api_workers
         self.max_jobs = max_jobs or settings.api_max_jobs
         self.keep = keep
-        self.recorder = recorder
         self._runner = runner
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="comfy-gen-job")
         self._jobs: OrderedDict[str, Job] = OrderedDict()
@@ -168,8 +170,11 @@ class JobManager:
 
     # -- the face's calls -------------------------------------------------------------
     def submit(self, request: "GenerateRequest", *, meta: dict[str, Any] | None = None) -> Job:
+        """Queue ``request``; the job is named by ``request.generation_id`` when set (the catalog's id)."""
         job = Job(request, meta=meta)
         with self._lock:
+            if job.id in self._jobs:
+                raise RuntimeError(f"job id {job.id} is already in use")
             if self._closed:
                 raise ServiceBusy("The server is shutting down; no new generations are accepted")
             active = sum(1 for j in self._jobs.values() if not j.finished)
@@ -227,9 +232,6 @@ class JobManager:
         try:
             runner = self._runner or _default_runner()
             result = runner(job.request, settings=self.settings, on_event=job.on_event, cancel=job.token)
-            extra = self._record(job, result)
-            with job._lock:
-                job.extra.update(extra)
             job._update(status="completed", result=result, finished_at=time.time(),
                         progress={"percent": 100.0, "node": None})
         except ExecutionInterrupted as exc:
@@ -241,15 +243,6 @@ class JobManager:
             log.exception("generation job %s failed unexpectedly", job.id)
             job._update(status="failed", finished_at=time.time(),
                         error={"error": "InternalError", "message": redact_text(f"{type(exc).__name__}: {exc}")})
-
-    def _record(self, job: Job, result: "GenerateResult") -> dict[str, Any]:
-        if self.recorder is None:
-            return {}
-        try:
-            return dict(self.recorder(job, result) or {})
-        except Exception as exc:  # noqa: BLE001 - the image is kept; indexing can be redone (catalog rebuild)
-            log.warning("could not index generation %s: %s", job.id, exc)
-            return {"record_error": redact_text(str(exc))}
 
     def _forget_old(self) -> None:
         # Bounded memory: drop the oldest finished jobs beyond `keep` (caller holds the lock).

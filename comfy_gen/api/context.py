@@ -15,8 +15,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from comfy_gen.api.launcher import RunLauncher
     from comfy_gen.categories import CategoryRegistry
     from comfy_gen.catalog import Catalog, Generation
-    from comfy_gen.jobs import Job
-    from comfy_gen.service import GenerateResult
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +29,7 @@ class ApiContext:
         self.settings = settings
         self._catalog = catalog
         self._catalog_lock = threading.Lock()
-        self.jobs = JobManager(settings, recorder=self._record)
+        self.jobs = JobManager(settings)
         self.launcher: RunLauncher = RunLauncher(settings)
 
     # -- shared resources ---------------------------------------------------------------
@@ -44,9 +42,10 @@ class ApiContext:
         with self._catalog_lock:
             if self._catalog is None:
                 try:
-                    from comfy_gen.catalog import Catalog
+                    # The same catalog the service indexes API generations into (one per database).
+                    from comfy_gen.catalog import shared_catalog
 
-                    self._catalog = Catalog.from_settings(self.settings)
+                    self._catalog = shared_catalog(self.settings)
                 except ComfyGenError:
                     raise
                 except Exception as exc:  # a driver's own error: the catalog is down, not the API
@@ -56,9 +55,6 @@ class ApiContext:
     def close(self) -> None:
         self.jobs.close()
         self.launcher.close()
-        closer = getattr(self._catalog, "close", None)
-        if callable(closer):
-            closer()
 
     # -- paths --------------------------------------------------------------------------
     @property
@@ -90,23 +86,15 @@ class ApiContext:
             return None
 
     # -- generations --------------------------------------------------------------------
-    def _record(self, job: "Job", result: "GenerateResult") -> dict[str, Any] | None:
-        """Index a finished API generation in the catalog (its sidecar is the source of truth)."""
-        if result.sidecar is None:
-            return None
-        generation = self.catalog().record_sidecar(result.sidecar)
-        return {"catalog_id": generation.id}
-
     def generation(self, generation_id: str) -> "Generation":
-        """A catalog generation by its id, or by the API job id that produced it (NotFound otherwise)."""
-        job = self.jobs.find(generation_id)
-        if job is not None:
-            catalog_id = job.extra.get("catalog_id")
-            if catalog_id is None:
-                raise NotFound(f"Generation {generation_id!r} has no stored image (yet)", kind="generation",
-                               id=generation_id)
-            generation_id = str(catalog_id)
-        found = self.catalog().get(generation_id)
+        """A catalog generation (job ids are catalog ids: POST /generate picks them); NotFound otherwise."""
+        from comfy_gen.catalog import check_generation_id
+
+        try:
+            gid = check_generation_id(generation_id)
+        except ComfyGenError:
+            raise NotFound(f"No generation {generation_id[:80]!r}", kind="generation") from None
+        found = self.catalog().get(gid)
         if found is None:
             raise NotFound(f"No generation {generation_id!r}", kind="generation", id=generation_id)
         return found

@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 #: Most specific class first; the first isinstance match wins.
 STATUS_CODES: list[tuple[type[BaseException], int]] = [
     (errors.NotFound, 404),
+    (errors.GenerationNotFound, 404),     # FavoriteNotFound too
+    (errors.CatalogUnavailable, 503),
+    (errors.CatalogError, 503),
     (UnknownCategory, 404),
     (errors.PolicyViolation, 403),
     (errors.PathNotAllowed, 403),
@@ -47,9 +50,6 @@ STATUS_CODES: list[tuple[type[BaseException], int]] = [
 def status_for(exc: BaseException) -> int:
     for cls, status in STATUS_CODES:
         if isinstance(exc, cls):
-            # A catalog's own "not found" (e.g. GenerationNotFound) reads as 404 wherever it sits in the tree.
-            if status == 500 and type(exc).__name__.endswith("NotFound"):
-                return 404
             return status
     return 500
 

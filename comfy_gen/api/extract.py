@@ -21,16 +21,9 @@ SETTINGS_KEYS = ("steps", "cfg", "sampler", "scheduler", "width", "height", "den
 
 
 def categories_of(sidecar: dict[str, Any], generation: dict[str, Any]) -> list[str]:
-    """The categories a generation was composed from (catalog row, else the sidecar's organization tags)."""
-    found = generation.get("categories")
-    if found:
-        return [str(c) for c in found]
-    tags = ((sidecar.get("organization") or {}).get("tags") or "")
-    for part in str(tags).split(","):
-        key, _, value = part.partition(":")
-        if key.strip() == "categories" and value.strip():
-            return [c for c in value.strip().split("+") if c]
-    return []
+    """The categories a generation was composed from (the catalog row, else the sidecar)."""
+    found = generation.get("categories") or (sidecar.get("comfy_gen") or {}).get("categories") or []
+    return [str(c) for c in found]
 
 
 def recipe_name(wanted: str | None, generation_id: str) -> str:

@@ -141,3 +141,20 @@ def copy_workflows(tmp_path: Path) -> Path:
     target = tmp_path / "workflows"
     shutil.copytree(REPO / "workflows", target)
     return target
+
+
+@pytest.fixture(autouse=True)
+def _close_shared_catalogs() -> Iterator[None]:
+    """The catalog the API and the service share is per process: close it after each test."""
+    yield
+    from comfy_gen.catalog import close_shared
+
+    close_shared()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_api(request: pytest.FixtureRequest, make_api: Callable[..., ApiServer]) -> ApiServer:
+    """An API server whose catalog is a SQLite file, or a fresh database on the test PostgreSQL."""
+    if request.param == "sqlite":
+        return make_api()
+    return make_api(database_url=request.getfixturevalue("postgres_url"))

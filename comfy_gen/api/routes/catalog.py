@@ -29,11 +29,13 @@ def _visible(ctx: Any, data: dict[str, Any], tier: str) -> bool:
 
 
 def _links(ctx: Any, data: dict[str, Any]) -> dict[str, Any]:
-    gid = data.get("generation_id") or data.get("id")
+    gid = data.get("generation_id")
     data = dict(data)
-    for key in ("local_path", "sidecar_path", "path", "file"):
-        if isinstance(data.get(key), str) and data[key].startswith("/"):
+    for key in ("local_path", "sidecar_path"):
+        if isinstance(data.get(key), str):
             data[key] = ctx.relative(data[key])   # the server's absolute paths stay on the server
+    if isinstance(data.get("generation"), dict):
+        data["generation"] = _links(ctx, data["generation"])
     if gid:
         data["image_url"] = f"/api/v1/images/{gid}"
         data["thumbnail_url"] = f"/api/v1/images/{gid}/thumbnail"
@@ -72,7 +74,7 @@ def get_generation(generation_id: str, request: Request, who: Caller = Depends(c
 def add_favorite(body: FavoriteBody, request: Request, who: Caller = Depends(caller)) -> JSONResponse:
     ctx = request.app.state.ctx
     generation = _generation(ctx, body.generation_id, who.tier_for(header_tier(request)))
-    favorite = ctx.catalog().set_favorite(generation.id, rating=body.rating, feedback=body.feedback,
+    favorite = ctx.catalog().set_favorite(generation.generation_id, rating=body.rating, feedback=body.feedback,
                                           tags=body.tags or None)
     return JSONResponse(_links(ctx, favorite.to_dict()), status_code=201)
 
@@ -83,10 +85,12 @@ def list_favorites(request: Request, who: Caller = Depends(caller), min_rating: 
                    offset: int = Query(0, ge=0)) -> dict[str, Any]:
     ctx = request.app.state.ctx
     tier = who.tier_for(header_tier(request))
-    rows = ctx.catalog().favorites(min_rating=min_rating, category=category, limit=limit, offset=offset)
+    catalog = ctx.catalog()
+    rows = catalog.favorites(min_rating=min_rating, category=category, limit=limit, offset=offset)
     items = [_links(ctx, f.to_dict()) for f in rows]
     shown = [f for f in items if _visible(ctx, f, tier)]
-    return {"favorites": shown, "count": len(shown), "limit": limit, "offset": offset}
+    return {"favorites": shown, "total": catalog.count_favorites(min_rating=min_rating, category=category),
+            "hidden": len(items) - len(shown), "limit": limit, "offset": offset}
 
 
 @router.put("/favorites/{generation_id}/rating", summary="Change a favorite's rating (and feedback)")
@@ -94,10 +98,7 @@ def rate_favorite(generation_id: str, body: RatingBody, request: Request,
                   who: Caller = Depends(caller)) -> dict[str, Any]:
     ctx = request.app.state.ctx
     generation = _generation(ctx, generation_id, who.tier_for(header_tier(request)))
-    catalog = ctx.catalog()
-    favorite = catalog.update_rating(generation.id, body.rating)
-    if body.feedback is not None:
-        favorite = catalog.set_favorite(generation.id, rating=body.rating, feedback=body.feedback)
+    favorite = ctx.catalog().update_rating(generation.generation_id, body.rating, feedback=body.feedback)
     return _links(ctx, favorite.to_dict())
 
 
@@ -105,9 +106,9 @@ def rate_favorite(generation_id: str, body: RatingBody, request: Request,
 def remove_favorite(generation_id: str, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
     ctx = request.app.state.ctx
     generation = _generation(ctx, generation_id, who.tier_for(header_tier(request)))
-    if not ctx.catalog().delete_favorite(generation.id):
+    if not ctx.catalog().delete_favorite(generation.generation_id):
         raise NotFound(f"Generation {generation_id!r} is not a favorite", kind="favorite", id=generation_id)
-    return {"message": "Favorite removed", "id": generation.id}
+    return {"message": "Favorite removed", "id": generation.generation_id}
 
 
 @router.post("/favorites/{generation_id}/extract-recipe",
@@ -120,14 +121,14 @@ def extract_recipe(generation_id: str, body: ExtractBody, request: Request,
     ctx = request.app.state.ctx
     tier = who.tier_for(header_tier(request), body.policy_tier)
     generation = _generation(ctx, generation_id, tier)
-    image = generation_file(ctx, generation.id)
+    image = generation_file(ctx, generation.generation_id)
     sidecar = json.loads(ctx.output_file(image.with_name(image.name + ".json")).read_text(encoding="utf-8"))
     recipe, adaptations = extract.extract(
-        sidecar, generation.to_dict(), generation_id=generation.id, settings=ctx.settings,
+        sidecar, generation.to_dict(), generation_id=generation.generation_id, settings=ctx.settings,
         registry=ctx.registry(), tier=tier, target_categories=body.target_categories,
         preserve_loras=body.preserve_loras, preserve_settings=body.preserve_settings, name=body.save_as)
     saved = None
     if body.save_as:
         path = extract.save(recipe, ctx.settings)
         saved = {"name": recipe["name"], "file": path.name}
-    return {"recipe": recipe, "adaptations": adaptations, "source_favorite": generation.id, "saved": saved}
+    return {"recipe": recipe, "adaptations": adaptations, "source_favorite": generation.generation_id, "saved": saved}

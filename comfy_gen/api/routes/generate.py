@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from comfy_gen.api.schemas import GenerateBody
 from comfy_gen.api.security import Caller, caller, header_tier
 from comfy_gen.errors import ComfyUIUnavailable, UsageError
-from comfy_gen.jobs import TERMINAL
+from comfy_gen.jobs import TERMINAL, new_job_id
 
 router = APIRouter(tags=["generate"])
 
@@ -76,7 +76,9 @@ def build_request(body: GenerateBody, ctx: Any, tier: str) -> tuple[Any, dict[st
                                      positive_threshold=body.validation.positive_threshold,
                                      delta_threshold=body.validation.delta_threshold),
         retry_strategy=body.retry_strategy, max_attempts=body.max_attempts, upload=body.upload,
-        organization=Organization(project="api"), paths="confined")
+        organization=Organization(project="api"), paths="confined",
+        # The job id is the catalog id: one id to poll, fetch the image and mark a favorite.
+        generation_id=new_job_id(), recipe_hash=meta["recipe_hash"], categories=tuple(meta["categories"]))
     meta["workflow"] = workflow
     return request, meta
 
@@ -87,7 +89,7 @@ def job_view(ctx: Any, snap: dict[str, Any]) -> dict[str, Any]:
     view: dict[str, Any] = {
         "generation_id": snap["id"], "status": snap["status"], "progress": snap["progress"],
         "version": snap["version"], "created_at": snap["created_at"], "started_at": snap["started_at"],
-        "finished_at": snap["finished_at"], "error": snap["error"], "catalog_id": snap.get("catalog_id"),
+        "finished_at": snap["finished_at"], "error": snap["error"],
         "categories": snap["meta"].get("categories", []), "recipe_hash": snap["meta"].get("recipe_hash"),
         "workflow": snap["meta"].get("workflow"), "policy_tier": snap["meta"].get("policy_tier"),
         "output_url": None, "image_url": None, "scores": None, "result": None,
@@ -100,7 +102,7 @@ def job_view(ctx: Any, snap: dict[str, Any]) -> dict[str, Any]:
         best = result.get("best_attempt")
         attempt = next((a for a in result.get("attempts", []) if a.get("attempt") == best), None)
         view["scores"] = attempt.get("scores") if attempt else None
-        image = f"/api/v1/images/{snap.get('catalog_id') or snap['id']}"
+        image = f"/api/v1/images/{snap['id']}"
         view["image_url"] = image
         view["thumbnail_url"] = image + "/thumbnail"
         view["output_url"] = result.get("url") or image

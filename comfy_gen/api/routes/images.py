@@ -29,9 +29,7 @@ def generation_file(ctx: Any, generation_id: str) -> Path:
     job = ctx.jobs.find(generation_id)
     if job is not None and job.result is not None and job.result.file is not None:
         return ctx.output_file(job.result.file)
-    generation = ctx.generation(generation_id)
-    data = generation.to_dict()
-    path = data.get("local_path") or data.get("file") or data.get("path")
+    path = ctx.generation(generation_id).local_path
     if not path:
         raise NotFound(f"Generation {generation_id!r} has no local image", kind="image", id=generation_id)
     return ctx.output_file(path)
