@@ -57,7 +57,10 @@ def list_recipes(request: Request, who: Caller = Depends(caller)) -> dict[str, A
             entry.update(description=recipe.description, workflow=recipe.workflow, nightly=recipe.nightly,
                          categories=list(recipe.categories), valid=True)
         except ComfyGenError as exc:
-            entry.update(valid=False, error=exc.message)
+            # Named by file name: the server's folders stay on the server.
+            detail = exc.to_dict()
+            entry.update(valid=False, error=exc.message.replace(str(path), path.name),
+                         problems=[str(p).replace(str(path), path.name) for p in detail.get("problems", [])])
         recipes.append(entry)
     return {"recipes": recipes, "total": len(recipes)}
 
