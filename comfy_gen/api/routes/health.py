@@ -15,9 +15,9 @@ from comfy_gen.urls import redact_text, redact_url
 router = APIRouter(tags=["health"])
 
 
-def _check(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def _check(fn: Callable[[Any], dict[str, Any]], ctx: Any) -> dict[str, Any]:
     try:
-        return fn()
+        return fn(ctx)
     except Exception as exc:  # noqa: BLE001 - a health check reports, it never fails
         return {"ok": False, "reason": redact_text(f"{type(exc).__name__}: {exc}".splitlines()[0])}
 
@@ -69,7 +69,7 @@ def health(request: Request) -> dict[str, Any]:
         ver = version("comfygen-orchestrator")
     except PackageNotFoundError:
         ver = "unknown"
-    checks = {name: _check(lambda fn=fn: fn(ctx)) for name, fn in
+    checks = {name: _check(fn, ctx) for name, fn in
               (("comfyui", _comfyui), ("storage", _storage), ("catalog", _catalog), ("prefect", _prefect))}
     reasons = [f"{name}: {c.get('reason', 'unavailable')}" for name, c in checks.items() if not c["ok"]]
     jobs = ctx.jobs.all()
