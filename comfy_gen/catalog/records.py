@@ -182,7 +182,8 @@ def generation_from_metadata(meta: Mapping[str, Any], *, image: Path, sidecar: P
     cg = _section(meta, "comfy_gen")
     result = _section(cg, "result")
     refinement, storage = _section(meta, "refinement"), _section(meta, "storage")
-    params = cg.get("params") if isinstance(cg.get("params"), dict) else _legacy_params(meta)
+    stored = cg.get("params")
+    params: dict[str, Any] = dict(stored) if isinstance(stored, dict) else _legacy_params(meta)
     return Generation(
         generation_id=_generation_id(meta, cg, image, output_dir),
         created_at=_created_at(meta.get("timestamp"), sidecar),

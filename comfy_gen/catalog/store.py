@@ -153,9 +153,9 @@ class Catalog:
             self._collect(found, sidecar, quiet=True)
         with self._session() as session:
             existing = dict(session.execute(select(GenerationRow.generation_id, GenerationRow.sidecar_path)).all())
-        for gid, sidecar in existing.items():
+        for gid, stored in existing.items():
             if gid not in found:  # outside root: keep it while its sidecar still says so
-                self._collect(found, Path(sidecar), quiet=True, expect=gid)
+                self._collect(found, Path(stored), quiet=True, expect=gid)
         records = list(found.values())
         for start in range(0, len(records), _BATCH):
             with self._session(write=True) as session:

@@ -14,6 +14,7 @@ from comfy_gen.catalog import Catalog, close_shared
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty catalog database: a SQLite file, or a database on the test PostgreSQL."""
     if request.param == "sqlite":
+        (tmp_path / "state").mkdir(exist_ok=True)
         return "sqlite:///" + (tmp_path / "state" / "catalog.sqlite").as_posix()
     return str(request.getfixturevalue("postgres_url"))
 
