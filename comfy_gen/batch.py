@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from comfy_gen.backends import BackendPool
+from comfy_gen.catalog import index_kept
 from comfy_gen.comfyui.events import Event, ExecutionError, ExecutionInterrupted as InterruptedEvent
 from comfy_gen.comfyui.events import ExecutionStart, ExecutionSuccess
 from comfy_gen.config import Settings
@@ -294,7 +295,8 @@ def finalize_item(run: BatchRun, item: "RecipeItem", key: str, outcome: Outcome,
     context = OutputContext(
         workflow_name=item.workflow, params=best.params, job_key=key, run_id=run.run_id,
         flow_run_id=run.flow_run_id, recipe=run.recipe.name, item_id=item.id, backend=result.backend,
-        labels=dict(item.labels), result=result.to_record())
+        labels=dict(item.labels), result=result.to_record(), recipe_hash=f"sha256:{run.recipe.sha256}",
+        categories=tuple(item.categories))
     target = run.item_image(item.id, best.files[0].suffix or ".png")
     kept = keep_output(best.files[0], target, key=object_key_for(context, target),
                        metadata=build_output_metadata(context, outcome))
@@ -302,6 +304,7 @@ def finalize_item(run: BatchRun, item: "RecipeItem", key: str, outcome: Outcome,
     if run.upload:
         published = Publication("local-only") if run.storage is None else \
             publish_output(kept, run.storage, run.outbox)
+    index_kept(run.settings, kept)  # after publishing: the row carries the object URL
     return result.replace(file=str(kept.file), sidecar=str(kept.sidecar) if kept.sidecar else None,
                           key=published.key, url=published.url, upload=published.state,
                           upload_error=published.error)

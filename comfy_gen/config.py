@@ -119,6 +119,13 @@ class Settings(BaseSettings):
     comfyui_args: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["--listen", "127.0.0.1", "--port", "8188"])
     state_dir: Path = Field(Path(".comfy-gen"), description="pid files, logs, emulator data")
 
+    # --- generation catalog (docs/catalog.md) ---
+    # SecretStr: a PostgreSQL URL usually carries a password.
+    database_url: SecretStr | None = Field(
+        None, description="Catalog database, e.g. postgresql+psycopg://user:pw@host/db; unset = SQLite at catalog_path")
+    catalog_path: Path | None = Field(None, description="SQLite catalog file (default <state_dir>/catalog.sqlite)")
+    catalog_enabled: bool = Field(True, description="Index every kept output in the catalog")
+
     # --- Prefect ---
     prefect_concurrency_name: str = Field("comfyui", description="GCL name prefix: <prefix>:<backend>")
     gpu_gate: Literal["local", "prefect", "none"] = Field(
@@ -128,6 +135,22 @@ class Settings(BaseSettings):
         "(flows on several hosts); none = in-process only",
     )
     flow_workers: int = Field(8, ge=1, description="Threads per flow run (items in progress at once)")
+
+    # --- HTTP API and web page (comfy-gen serve) ---
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token the HTTP API requires (needed to bind beyond loopback); "
+                          "callers with it get policy_tier")
+    api_tokens: Annotated[dict[str, PolicyTier], NoDecode] = Field(
+        default_factory=dict,
+        description='More API tokens, each with its own policy tier, as JSON {"TOKEN": "general"}')
+    api_cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins allowed to call the API from a browser (CORS off when empty)")
+    api_workers: int = Field(2, ge=1, le=64, description="Generations the API runs at once (threads)")
+    api_max_jobs: int = Field(64, ge=1, description="Queued plus running generations before the API answers 503")
+    api_allow_url_fetch: bool = Field(
+        False, description="Let API/MCP clients name http(s) input-image URLs the server then fetches")
+    public_url: str | None = Field(
+        None, description="Public base URL of the API server: run artifacts link to its /images and run pages")
 
     @field_validator("backends", mode="before")
     @classmethod
@@ -158,6 +181,43 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError("; ".join(bad))
         return value
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _parse_tokens(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return {}
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:  # the text is secret: never echo it
+                raise ValueError('must be a JSON object like {"TOKEN": "general"}') from None
+        return value
+
+    @field_validator("api_cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: Any) -> Any:
+        """A JSON list, or origins separated by commas."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"must be a JSON list of origins ({exc})") from exc
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        problem = url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value.rstrip("/")
 
     @field_validator("input_dirs", "categories_paths", "recipe_dirs", mode="before")
     @classmethod
@@ -215,6 +275,10 @@ class Settings(BaseSettings):
                 hint="Define it in COMFY_GEN_BACKENDS as JSON, e.g. {\"gpu1\": \"http://127.0.0.1:8188\"}",
             )
         return urls[name]
+
+    def catalog_file(self) -> Path:
+        """The SQLite catalog used when no database URL is set."""
+        return Path(self.catalog_path or Path(self.state_dir) / "catalog.sqlite").expanduser()
 
     @property
     def storage_configured(self) -> bool:
@@ -331,7 +395,8 @@ def get_settings() -> Settings:
 #: Settings whose values must never be echoed back in an error message. A
 #: malformed COMFY_GEN_BACKENDS may hold credentials in a form no URL parser
 #: recognises (a broken JSON string), so it is never echoed either.
-_SECRET_FIELDS = frozenset({"minio_access_key", "minio_secret_key", "backends"})
+_SECRET_FIELDS = frozenset({"minio_access_key", "minio_secret_key", "backends", "database_url", "api_token",
+                            "api_tokens"})
 
 
 def settings_error(exc: ValidationError) -> ConfigError:
@@ -398,6 +463,13 @@ def prefect_api_configured() -> bool:
     import os
 
     return bool(os.environ.get("PREFECT_API_URL"))
+
+
+def prefect_api_url() -> str | None:
+    """The configured Prefect API URL (PREFECT_API_URL), or None."""
+    import os
+
+    return os.environ.get("PREFECT_API_URL") or None
 
 
 def hub_offline_set() -> bool:

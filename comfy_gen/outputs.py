@@ -73,6 +73,11 @@ class OutputContext:
     item_id: str | None = None
     backend: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    #: the catalog's id for this output (a new uuid4 hex when None)
+    generation_id: str | None = None
+    #: what the output was composed from: the recipe file's sha256 or a composition's recipe_hash
+    recipe_hash: str | None = None
+    categories: tuple[str, ...] = ()
     #: the item's result record: it makes the sidecar the cache/resume marker too
     result: Mapping[str, object] = field(default_factory=dict)
 
@@ -113,6 +118,8 @@ def build_output_metadata(context: OutputContext, outcome: "Outcome") -> dict[st
     from comfy_gen.metadata import build_metadata
 
     best = outcome.best
+    # One id for the top-level field and comfy_gen's: the catalog keys its rows on it.
+    generation_id = context.generation_id or uuid.uuid4().hex
     meta = build_metadata(
         params=context.params, workflow_name=context.workflow_name,
         prompt_id=best.prompt_id if best else None, preset=context.preset,
@@ -121,9 +128,10 @@ def build_output_metadata(context: OutputContext, outcome: "Outcome") -> dict[st
         storage={"file_size_bytes": None, "format": None,
                  "generation_time_seconds": round(context.generation_time, 3) if context.generation_time else None},
         organization=dict(context.organization) or None, flow_run_id=context.flow_run_id,
-        item_id=context.item_id, recipe=context.recipe, backend=context.backend,
+        item_id=context.item_id, recipe=context.recipe, backend=context.backend, generation_id=generation_id,
     )
     meta["comfy_gen"].update(
+        generation_id=generation_id, recipe_hash=context.recipe_hash, categories=list(context.categories),
         job_key=context.job_key, run_id=context.run_id, workflow=context.workflow_name,
         params=context.params.to_dict(), labels=dict(context.labels),
         result={k: v for k, v in context.result.items() if k != "gpu_spans"},

@@ -13,7 +13,7 @@ from typing import Sequence
 from uuid import UUID
 
 from comfy_gen.results import ItemResult, RunSummary
-from comfy_gen.runrecord import markdown_summary, table_rows
+from comfy_gen.runrecord import markdown_summary, public_link, table_rows
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,14 @@ def publish(summary: RunSummary, results: Sequence[ItemResult]) -> None:
     """
     from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
 
+    from comfy_gen.config import get_settings
+
+    settings = get_settings()   # COMFY_GEN_PUBLIC_URL: links through the web app (comfy-gen serve)
     base = f"{summary.recipe}-{summary.run_id}"
-    create_markdown_artifact(markdown_summary(summary), key=_artifact_key(f"{base}-summary"),
+    create_markdown_artifact(markdown_summary(summary, settings=settings), key=_artifact_key(f"{base}-summary"),
                              description=f"Run summary for {summary.recipe}")
-    create_table_artifact(table_rows(results), key=_artifact_key(f"{base}-items"),
+    create_table_artifact(table_rows(results, settings=settings), key=_artifact_key(f"{base}-items"),
                           description="Items: status, score, attempts, prompt, seed, output")
-    if summary.contact_sheet_url:
-        create_image_artifact(summary.contact_sheet_url, key=_artifact_key(f"{base}-contact-sheet"),
-                              description="Contact sheet")
+    sheet_url = summary.contact_sheet_url or public_link(summary.contact_sheet, settings)
+    if sheet_url:
+        create_image_artifact(sheet_url, key=_artifact_key(f"{base}-contact-sheet"), description="Contact sheet")

@@ -34,7 +34,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "recipe": ("comfy_gen.cli.recipes_cmd", "recipe", "Validate or expand a recipe file."),
     "run": ("comfy_gen.cli.flow_cmd", "run", "Render a recipe through the Prefect flow."),
     "demo": ("comfy_gen.cli.flow_cmd", "demo", "Render the demo recipe end to end (emulator if no ComfyUI)."),
+    "catalog": ("comfy_gen.cli.catalog_cmd", "catalog", "Index of stored generations: rebuild, list, show."),
     "up": ("comfy_gen.cli.flow_cmd", "up", "Start a local Prefect server, worker and (if needed) emulator."),
+    "serve": ("comfy_gen.cli.serve_cmd", "serve", "Serve the HTTP API and the web page."),
 }
 
 

@@ -245,7 +245,7 @@ def _common_options(fn: Any) -> Any:
 
 
 def _seed_options(fn: Any) -> Any:
-    """The original's catalog and retry flags, kept together (comfy_gen.cli.catalog_cmd)."""
+    """The original's catalog and retry flags, kept together (comfy_gen.cli.presets_cmd)."""
     options = [
         click.option("--auto-retry/--no-auto-retry", default=None,
                      help="Retry when validation fails (the original's switch; --no-auto-retry = one attempt)."),
@@ -306,7 +306,7 @@ def _video_options(fn: Any) -> Any:
 @_common_options
 def generate(**opts: Any) -> int:
     """Render one image, optionally CLIP-validated with retries, stored locally (and uploaded)."""
-    from comfy_gen.cli import catalog_cmd
+    from comfy_gen.cli import presets_cmd
     from comfy_gen.config import get_settings
     from comfy_gen.errors import UsageError
     from comfy_gen.presets import get_preset, load_validation_defaults
@@ -314,9 +314,9 @@ def generate(**opts: Any) -> int:
     settings = get_settings()
     if opts.get("list_presets") or opts.get("list_loras"):
         if opts.get("list_presets"):
-            catalog_cmd.list_presets(settings, as_json=opts["json_progress"])
+            presets_cmd.list_presets(settings, as_json=opts["json_progress"])
         if opts.get("list_loras"):
-            catalog_cmd.list_loras(settings, url=opts.get("url"), as_json=opts["json_progress"])
+            presets_cmd.list_loras(settings, url=opts.get("url"), as_json=opts["json_progress"])
         return 0
     if not opts.get("workflow"):
         raise UsageError("Missing option '--workflow' / '-w' (required unless --list-presets or --list-loras)")
@@ -327,8 +327,8 @@ def generate(**opts: Any) -> int:
         from comfy_gen.catalogs import prompt_catalog_for
 
         prompt_preset = prompt_catalog_for(settings).get(opts["prompt_preset"])
-        opts, base = catalog_cmd.prompt_preset_options(opts, prompt_preset), prompt_preset.recommended_settings
-    lora_preset = catalog_cmd.lora_preset_specs(settings, opts.get("lora_preset"))
+        opts, base = presets_cmd.prompt_preset_options(opts, prompt_preset), prompt_preset.recommended_settings
+    lora_preset = presets_cmd.lora_preset_specs(settings, opts.get("lora_preset"))
     preset = get_preset(opts["preset"], settings.presets_file) if opts.get("preset") else {}
     params = params_from_options(opts, preset, base=base, lora_preset=lora_preset)
     request = build_request(opts, workflow=opts["workflow"], params=params, preset=preset,

@@ -61,6 +61,10 @@ def _check_request(request: GenerateRequest) -> None:
                          f"known: {', '.join(list_strategies())}")
     if request.max_attempts < 1:
         raise UsageError(f"max_attempts must be >= 1 (got {request.max_attempts})")
+    if request.generation_id is not None:
+        from comfy_gen.catalog.records import check_generation_id
+
+        check_generation_id(request.generation_id)
 
 
 def _check_writable(target: Path) -> None:
@@ -270,19 +274,24 @@ class _Job:
 
     def _finish(self, outcome: "Outcome", final: Path, name: str, elapsed: float) -> GenerateResult:
         """Keep the best attempt under its final name, then publish it."""
+        from comfy_gen.catalog import index_kept, normalize_id
         from comfy_gen.outputs import (OutputContext, build_output_metadata, keep_output, object_key_for,
                                        publish_with_settings)
 
         request, best = self.request, outcome.best
         assert best is not None
         context = OutputContext(workflow_name=name, params=best.params, preset=request.preset,
-                                organization=request.organization.to_dict(), generation_time=elapsed)
+                                organization=request.organization.to_dict(), generation_time=elapsed,
+                                generation_id=normalize_id(request.generation_id) if request.generation_id else None,
+                                recipe_hash=request.recipe_hash, categories=tuple(request.categories))
         kept = keep_output(best.files[0], final, key=object_key_for(context, final),
                            metadata=build_output_metadata(context, outcome) if request.metadata else None,
                            embed=request.embed_metadata)
         publication = publish_with_settings(kept, self.settings) if request.upload else Publication()
         self._report_publication(publication, kept.file)
+        index_kept(self.settings, kept)  # after publishing: the row carries the object URL
         return GenerateResult(
+            generation_id=(kept.metadata or {}).get("comfy_gen", {}).get("generation_id"),
             status=outcome.status, workflow=name, file=kept.file, sidecar=kept.sidecar,  # type: ignore[arg-type]
             key=publication.key, url=publication.url, upload=publication.state, upload_error=publication.error,
             prompt_id=best.prompt_id, attempts=tuple(outcome.attempts), best=best, warnings=tuple(self.warnings))
