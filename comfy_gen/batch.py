@@ -128,8 +128,13 @@ class BatchRun:
 
     # -- cancellation (Ctrl-C / a cancelled flow run) ---------------------------
     def track(self, prompt_id: str, backend: str) -> None:
+        """Record a job we queued. A job whose POST was in flight while the run
+        was cancelled missed ``cancel_all``'s snapshot: it is cancelled here."""
         with self._lock:
             self._outstanding[prompt_id] = backend
+            late = self.cancelled.is_set()
+        if late:
+            self._cancel(prompt_id, backend)
 
     def untrack(self, prompt_ids: list[str]) -> None:
         with self._lock:
@@ -139,17 +144,18 @@ class BatchRun:
     def cancel_all(self) -> int:
         """Stop the run: items not started yet fail fast, and our jobs still in
         ComfyUI are deleted or interrupted (never anyone else's). Finished items stay."""
-        self.cancelled.set()
+        # Set under the lock: a job tracked after this point is cancelled by track().
         with self._lock:
+            self.cancelled.set()
             outstanding = dict(self._outstanding)
-        cancelled = 0
-        for pid, backend in outstanding.items():
-            try:
-                if self.backends.get(backend).client.cancel(pid, retry=False) != "not_found":
-                    cancelled += 1
-            except ComfyGenError as exc:
-                log.warning("Could not cancel job %s: %s", pid, exc)
-        return cancelled
+        return sum(self._cancel(pid, backend) for pid, backend in outstanding.items())
+
+    def _cancel(self, prompt_id: str, backend: str) -> bool:
+        try:
+            return self.backends.get(backend).client.cancel(prompt_id, retry=False) != "not_found"
+        except ComfyGenError as exc:
+            log.warning("Could not cancel job %s: %s", prompt_id, exc)
+            return False
 
     def close(self) -> None:
         self.backends.close()

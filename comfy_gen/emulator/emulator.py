@@ -135,15 +135,16 @@ class Emulator:
             core.holds.release()
         self._call(clear())
 
-    def hold(self, after: int = 0) -> None:
+    def hold(self, after: int = 0, at_step: int = 1) -> None:
         """Hold jobs at their first sampler step until released; the next ``after`` run through.
 
         Only jobs that reach a sampler are counted or held (a fully cached job is not).
         A held job still honours ``/interrupt``; ``clear()``, ``restart()`` and ``stop()``
-        never leave one hanging.
+        never leave one hanging. ``at_step`` > 1 holds mid-sampling, after the progress
+        of the steps before it went out.
         """
         async def hold() -> None:
-            self._need_core().holds.hold(after)
+            self._need_core().holds.hold(after, at_step)
         self._call(hold())
 
     def held(self) -> list[str]:

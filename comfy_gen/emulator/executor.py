@@ -231,11 +231,11 @@ class _Run:
     async def sample(self, steps: int, latent: Latent) -> None:
         """Per-step progress (and previews) with the configured step time."""
         node_id = self.current or ""
-        if not self.hold_checked:
-            self.hold_checked = True
-            await self.ex.holds.at_sampler(self.pid)
-            self.check_interrupt()  # an interrupt is what wakes a held job early
         for step in range(1, steps + 1):
+            if not self.hold_checked and step >= min(self.ex.holds.at_step, steps):
+                self.hold_checked = True
+                await self.ex.holds.at_sampler(self.pid)
+                self.check_interrupt()  # an interrupt is what wakes a held job early
             step_time = self.ex.faults.step_time
             await asyncio.sleep(self.ex.default_step_time if step_time is None else step_time)
             self.check_interrupt()
