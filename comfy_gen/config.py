@@ -80,6 +80,10 @@ class Settings(BaseSettings):
         description="Extra folders the flow accepts recipe files from (besides recipes_dir and cwd)",
     )
     presets_file: Path | None = Field(None, description="Optional presets.yaml overriding the shipped presets")
+    prompt_catalog_file: Path | None = Field(
+        None, description="Prompt catalog (--prompt-preset) used instead of the shipped sample")
+    lora_catalog_file: Path | None = Field(
+        None, description="LoRA catalog (--lora-preset, suggestions) used instead of the shipped sample")
 
     # --- categories and policy ---
     categories_paths: Annotated[list[Path], NoDecode] = Field(default_factory=list, description="Extra category folders (user overrides)")

@@ -29,15 +29,19 @@ class ProgressPrinter:
     """Prints events: one JSON object per line on stdout, a live bar on a terminal, or nothing."""
 
     def __init__(self, *, json_progress: bool, quiet: bool) -> None:
+        from comfy_gen.progress_events import SeedEvents
+
         self.json_progress = json_progress
         self.quiet = quiet
         self.tty = sys.stderr.isatty()
+        self.seed_events = SeedEvents()
 
     def __call__(self, event: "Event") -> None:
         if event.type == "warning":
             self.warn(getattr(event, "message", ""))
         elif self.json_progress:
-            self.emit(self._json_event(event))
+            for data in self._json_events(event):
+                self.emit(data)
         elif not self.quiet:
             self._human(event)
 
@@ -59,15 +63,14 @@ class ProgressPrinter:
         elif event.type == "attempt":
             click.echo(_attempt_line(event.attempt, event.limit), err=True)
 
-    @staticmethod
-    def _json_event(event: Any) -> dict[str, Any]:
-        data: dict[str, Any] = event.to_dict()
-        if event.type == "progress":
-            # The seed's progress keys, next to the event's own fields.
-            percent = round(100 * event.fraction, 1)
-            data.update(max_steps=event.max, percent=percent,
-                        message=f"Sampling: {event.step}/{event.max} steps ({percent:.0f}%)")
-        return data
+    def _json_events(self, event: Any) -> list[dict[str, Any]]:
+        """ComfyUI events in the original's shapes (comfy_gen.progress_events, shared
+        with the MCP server); comfy-gen's own events (info, attempt) as they are."""
+        from comfy_gen.comfyui.events import EVENT_TYPES, Preview
+
+        if event.type in EVENT_TYPES or isinstance(event, Preview):
+            return self.seed_events(event)
+        return [event.to_dict()]
 
     def emit(self, data: dict[str, Any]) -> None:
         click.echo(json.dumps(data, default=str))

@@ -94,10 +94,15 @@ def test_json_progress_prints_one_object_per_event(gen_env: Emulator, tmp_path: 
     assert code == 0, err
     events = json_lines(out)
     types = [e["type"] for e in events]
-    assert types[0] == "execution_start" and types[-1] == "result"
+    # The original's shapes (comfy_gen.progress_events), then comfy-gen's result.
+    assert types[:2] == ["connected", "start"] and types[-3:] == ["complete", "attempt", "result"]
+    assert set(types) <= {"connected", "start", "node", "progress", "cached", "complete", "attempt", "result"}
     progress = [e for e in events if e["type"] == "progress"]
     assert [p["step"] for p in progress] == [1, 2, 3]
-    assert progress[-1]["max_steps"] == 3 and progress[-1]["percent"] == 100.0
+    assert progress[-1]["max_steps"] == 3 and progress[-1]["percent"] == 100
+    assert progress[-1]["message"] == "Sampling: 3/3 steps (100%)" and "eta_seconds" in progress[-1]
+    complete = events[-3]
+    assert complete["elapsed_seconds"] >= 0 and complete["prompt_id"] == events[-1]["prompt_id"]
     result = events[-1]
     assert result["status"] == "unvalidated" and Path(result["file"]).is_file()
     # No -o: the image goes to <output_dir>/adhoc/.
