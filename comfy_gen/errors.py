@@ -25,6 +25,8 @@ assigned only at the edges (``comfy_gen.cli`` and the API), from one table each.
     ├── ValidationFailed            image below thresholds after all attempts (exit 3)
     ├── BatchFailed                 some items of a recipe run failed (exit 1)
     ├── MetadataNotFound            an image carries no comfy-gen metadata (exit 1)
+    ├── HubError                    a model hub (CivitAI, Hugging Face) request failed
+    │   └── HubUnavailable          unreachable / timeout / 5xx / 429       [transient]
     └── StorageError                object storage failed
         ├── StorageUnavailable      endpoint unreachable / 5xx              [transient]
         ├── StorageAuthError        bad credentials / access denied
@@ -271,6 +273,24 @@ def _rebuild_batch_failed(message: str, summary: dict[str, Any] | None) -> "Batc
     return BatchFailed(message, summary=summary)
 
 
+class HubError(ComfyGenError):
+    """A model hub request (CivitAI, Hugging Face) failed: refused, not found or malformed."""
+
+    def __init__(self, message: str, *, hint: str | None = None, status: int | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        if self.status is not None:
+            data["status"] = self.status
+        return data
+
+
+class HubUnavailable(HubError, TransientError):
+    """The hub could not be reached, timed out, or answered 5xx / 429."""
+
+
 class StorageError(ComfyGenError):
     """Object storage failed."""
 
@@ -295,7 +315,7 @@ def is_transient(exc: BaseException) -> bool:
 __all__ = [
     "BatchFailed", "BucketNotFound", "CategoryError", "ComfyGenError", "ComfyUIError", "ComfyUITimeout",
     "ComfyUIUnavailable", "CompositionError", "ConfigError", "ExecutionFailed",
-    "ExecutionInterrupted", "JobLost", "MetadataNotFound", "PathNotAllowed", "PolicyViolation", "PreflightError",
+    "ExecutionInterrupted", "HubError", "HubUnavailable", "JobLost", "MetadataNotFound", "PathNotAllowed", "PolicyViolation", "PreflightError",
     "ProblemListError", "PromptRejected", "RecipeError", "StorageAuthError", "StorageError",
     "StorageUnavailable", "TransientError", "UsageError", "ValidationFailed",
     "ValidatorUnavailable", "WorkflowError", "is_transient",

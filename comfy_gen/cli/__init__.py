@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "recipe": ("comfy_gen.cli.recipes_cmd", "recipe", "Validate or expand a recipe file."),
     "run": ("comfy_gen.cli.flow_cmd", "run", "Render a recipe through the Prefect flow."),
     "demo": ("comfy_gen.cli.flow_cmd", "demo", "Render the demo recipe end to end (emulator if no ComfyUI)."),
+    "mcp": ("comfy_gen.cli.mcp_cmd", "mcp", "Serve the tools for AI agents over MCP (stdio or HTTP)."),
     "up": ("comfy_gen.cli.flow_cmd", "up", "Start a local Prefect server, worker and (if needed) emulator."),
 }
 

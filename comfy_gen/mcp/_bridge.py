@@ -12,7 +12,6 @@ call is reported cancelled.
 from __future__ import annotations
 
 import math
-import time
 from typing import Any, Awaitable, Callable, TypeVar
 
 import anyio
@@ -71,69 +70,42 @@ async def run_blocking(fn: Callable[[CancelToken, EventSink], T],
 
 
 class SeedProgress:
-    """Events in the seed's ``progress_updates`` shapes, plus MCP progress values.
-
-    Shapes: connected, start, node, progress (step, max_steps, percent, eta_seconds),
-    cached, complete (elapsed_seconds), error. MCP progress must grow with every
-    notification, so sampling steps are counted across samplers and attempts.
+    """A job's events as the seed's ``progress_updates`` (``comfy_gen.progress_events``,
+    the same dictionaries the CLI's ``--json-progress`` prints) and as MCP progress
+    notifications. MCP progress must grow with every notification, so sampling steps
+    are counted across samplers and attempts, and other updates move it a hair.
     """
 
     def __init__(self) -> None:
+        from comfy_gen.progress_events import SeedEvents
+
+        self._stream = SeedEvents()
         self.updates: list[dict[str, Any]] = []
-        self._started: dict[str | None, float] = {}
         self._done_steps = 0       # steps of samplers that finished
-        self._last_max = 0
-        self._last_step = 0
+        self._last = (0, 0)        # (step, max) of the current sampler
         self.position = 0.0        # the last progress value sent
 
-    def update(self, event: Any) -> dict[str, Any] | None:
-        """The seed-shaped update for a core event (None: not one the seed reports)."""
-        kind, pid = event.type, getattr(event, "prompt_id", None)
-        data: dict[str, Any] | None = None
-        if kind == "status" and getattr(event, "sid", None):
-            data = {"type": "connected", "message": "Connected to ComfyUI"}
-        elif kind == "execution_start":
-            self._started[pid] = time.monotonic()
-            data = {"type": "start", "prompt_id": pid, "message": "Generation started"}
-        elif kind == "executing" and event.node is not None:
-            data = {"type": "node", "prompt_id": pid, "node": event.node, "message": f"Executing node {event.node}"}
-        elif kind == "executing":
-            elapsed = time.monotonic() - self._started.get(pid, time.monotonic())
-            data = {"type": "complete", "prompt_id": pid, "elapsed_seconds": round(elapsed, 2),
-                    "message": f"Generation complete in {elapsed:.1f}s"}
-        elif kind == "progress":
-            data = self._progress(event)
-        elif kind == "execution_cached" and event.nodes:
-            data = {"type": "cached", "prompt_id": pid, "nodes": list(event.nodes),
-                    "message": f"{len(event.nodes)} node(s) cached"}
-        elif kind in ("execution_error", "execution_interrupted"):
-            message = getattr(event, "exception_message", None) or ("Interrupted" if "interrupted" in kind
-                                                                     else "Execution failed")
-            data = {"type": "error", "prompt_id": pid, "node": getattr(event, "node_id", None),
-                    "node_type": getattr(event, "node_type", None), "message": message}
-        if data is not None:
+    def __call__(self, event: Any) -> list[tuple[float, float | None, str]]:
+        """Record the event's seed updates; the notifications to send for them."""
+        notes = []
+        for data in self._stream(event):
             self.updates.append(data)
-        return data
+            note = self._notification(data)
+            if note is not None:
+                notes.append(note)
+        return notes
 
-    def _progress(self, event: Any) -> dict[str, Any]:
-        if event.step < self._last_step or event.max != self._last_max:
-            self._done_steps += self._last_step  # a new sampler (or attempt) began
-        self._last_step, self._last_max = event.step, event.max
-        percent = round(100 * event.step / event.max, 1) if event.max else 0.0
-        return {"type": "progress", "prompt_id": event.prompt_id, "node": event.node, "step": event.step,
-                "max_steps": event.max, "percent": percent,
-                "eta_seconds": round(event.eta_seconds, 2) if event.eta_seconds is not None else None,
-                "message": f"Sampling: {event.step}/{event.max} steps ({percent:.0f}%)"}
-
-    def notification(self, data: dict[str, Any]) -> tuple[float, float | None, str] | None:
-        """(progress, total, message) for an MCP progress notification, or None to skip
-        (a value that would not grow)."""
+    def _notification(self, data: dict[str, Any]) -> tuple[float, float | None, str] | None:
+        total: float | None = None
         if data["type"] == "progress":
-            value = float(self._done_steps + data["step"])
-            total: float | None = float(self._done_steps + data["max_steps"])
+            step, most = data["step"], data["max_steps"]
+            if step < self._last[0] or most != self._last[1]:
+                self._done_steps += self._last[0]  # a new sampler (or attempt) began
+            self._last = (step, most)
+            value, total = float(self._done_steps + step), float(self._done_steps + most)
         else:
-            value, total = self.position + 0.001, None  # a phase change: the smallest step forward
+            value = self.position + 0.001  # a phase change: the smallest step forward
         if value <= self.position:
             return None
         self.position = value
-        return value, total, data["message"]
+        return value, total, str(data.get("message") or data["type"])

@@ -63,6 +63,8 @@ def register(app: Any) -> None:
         seed: Seed = -1,
         preset: Annotated[str | None, Field(description="A named parameter preset (draft, balanced, "
                                                         "high-quality, ...).")] = None,
+        lora_preset: Annotated[str | None, Field(description="A LoRA preset of the LoRA catalog (its "
+                                                             "default LoRAs at their recommended strength).")] = None,
         loras: Annotated[list[str] | None, Field(description="LoRAs as NAME[:STRENGTH].")] = None,
         categories: Annotated[list[str] | None, Field(description="Category ids composed into the prompt "
                                                                   "and settings (see list_categories).")] = None,
@@ -87,7 +89,7 @@ def register(app: Any) -> None:
         """
         params = _params(app, prompt=prompt, negative_prompt=negative_prompt, width=width, height=height,
                          steps=steps, cfg=cfg, sampler=sampler, scheduler=scheduler, seed=seed,
-                         preset=preset, loras=loras)
+                         preset=preset, lora_preset=lora_preset, loras=loras)
         chosen = workflow or TXT2IMG[model]
         if categories:
             chosen, params = _with_categories(app, categories, params, workflow)
@@ -212,8 +214,9 @@ def register(app: Any) -> None:
 
 def _params(app: Any, *, prompt: str, negative_prompt: str | None, width: int | None, height: int | None,
             steps: int | None, cfg: float | None, sampler: str | None, scheduler: str | None, seed: int,
-            preset: str | None, loras: list[str] | None) -> GenerationParams:
-    """Arguments > preset > workflow (None keeps the workflow's value), as the CLI does."""
+            preset: str | None, lora_preset: str | None, loras: list[str] | None) -> GenerationParams:
+    """Arguments > preset > workflow (None keeps the workflow's value), as the CLI does;
+    LoRAs in the seed's order: the preset's, the LoRA preset's, then ``loras``."""
     from comfy_gen.presets import PARAM_KEYS, get_preset
 
     values = get_preset(preset, app.settings.presets_file) if preset else {}
@@ -223,6 +226,10 @@ def _params(app: Any, *, prompt: str, negative_prompt: str | None, width: int | 
     merged.update({k: v for k, v in given.items() if v is not None})
     specs = [LoraSpec.parse(x) if isinstance(x, str) else LoraSpec(str(x["name"]), float(x.get("strength", 1.0)))
              for x in values.get("loras") or []]
+    if lora_preset:
+        from comfy_gen.catalogs import lora_catalog_for
+
+        specs += lora_catalog_for(app.settings).preset_loras(lora_preset)
     specs += [LoraSpec.parse(spec) for spec in loras or ()]
     merged["seed"] = seed
     return GenerationParams(prompt=prompt, negative_prompt=negative_prompt, loras=tuple(specs), **merged)
@@ -294,9 +301,7 @@ async def generate_with_progress(app: Any, ctx: Any, request: Any, json_progress
     tracker = SeedProgress()
 
     async def on_event(event: Any) -> None:
-        data = tracker.update(event)
-        note = tracker.notification(data) if data else None
-        if note is not None:
+        for note in tracker(event):
             await ctx.report_progress(*note)
 
     result = await run_blocking(

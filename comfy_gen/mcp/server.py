@@ -177,7 +177,7 @@ class BearerAuth:
         return False
 
 
-def run_http(app: App, *, host: str = "127.0.0.1", port: int = 8765, ready: Any = None) -> None:
+def run_http(app: App, *, host: str = "127.0.0.1", port: int = 8765) -> None:
     """Serve streamable HTTP at ``http://host:port/mcp`` (token required beyond loopback)."""
     import uvicorn
 
