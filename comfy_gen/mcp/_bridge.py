@@ -66,7 +66,8 @@ async def run_blocking(fn: Callable[[CancelToken, EventSink], T],
     receive.close()
     if "error" in outcome:
         raise outcome["error"]
-    return outcome["value"]  # type: ignore[no-any-return]
+    value: T = outcome["value"]
+    return value
 
 
 class SeedProgress:

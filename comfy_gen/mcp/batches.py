@@ -180,7 +180,7 @@ def _start(app: Any, recipe: str, **options: Any) -> Json:
         if has_deployment:
             from prefect.deployments import run_deployment
 
-            flow_run = run_deployment(DEPLOYMENT, parameters=parameters, timeout=0)
+            flow_run: Any = run_deployment(DEPLOYMENT, parameters=parameters, timeout=0)
             mode = "deployment"
         else:
             from flows.render_recipe import render_recipe

@@ -51,7 +51,7 @@ def register(app: Any) -> None:
 
     @mcp.tool()
     async def generate_image(
-        ctx: Context,  # type: ignore[type-arg]
+        ctx: Context,
         prompt: Prompt,
         negative_prompt: Negative = None,
         model: Annotated[Family, Field(description="Model family; picks the shipped workflow.")] = "sd15",
@@ -100,7 +100,7 @@ def register(app: Any) -> None:
 
     @mcp.tool()
     async def img2img(
-        ctx: Context,  # type: ignore[type-arg]
+        ctx: Context,
         input_image: Annotated[str, Field(description="An image in the server's output or input folders "
                                                       "(relative to the output folder), or an http(s) URL.")],
         prompt: Prompt,
@@ -126,7 +126,7 @@ def register(app: Any) -> None:
 
     @mcp.tool()
     async def generate_video(
-        ctx: Context,  # type: ignore[type-arg]
+        ctx: Context,
         prompt: Prompt,
         negative_prompt: Negative = "static, blurry, watermark",
         width: Annotated[int, Field(ge=64, le=2048)] = 832,
@@ -150,7 +150,7 @@ def register(app: Any) -> None:
 
     @mcp.tool()
     async def image_to_video(
-        ctx: Context,  # type: ignore[type-arg]
+        ctx: Context,
         input_image: Annotated[str, Field(description="The first frame: an image in the server's folders "
                                                       "or an http(s) URL.")],
         prompt: Prompt,
@@ -257,7 +257,7 @@ def _video_params(app: Any, workflow: str, *, frames: int, fps: int, **values: A
 
     require_workflow(app, workflow, what="video")
     fields = {f.name for f in dataclasses.fields(GenerationParams)}
-    video = {"length": frames, "fps": fps}
+    video: dict[str, Any] = {"length": frames, "fps": fps}
     missing = [k for k in video if k not in fields]
     if missing:
         raise UsageError(f"This comfy-gen cannot set video {', '.join(missing)} on {workflow}",

@@ -99,10 +99,17 @@ def _list(app: Any, limit: int, prefix: str, sort: str, source: str) -> Json:
     else:
         root = _root(app)
         rows = [_local_entry(root, p) for p in _local_images(root)]
-        rows = [r for r in rows if r["name"].startswith(prefix)]
+        rows = [r for r in rows if str(r["name"]).startswith(prefix)]
     key = "name" if sort == "name" else "last_modified"
     rows.sort(key=lambda r: r[key] or "", reverse=sort == "newest")
     return {"images": rows[:limit], "count": min(limit, len(rows)), "total": len(rows), "source": source}
+
+
+def _bucket(app: Any) -> Any:
+    """The configured S3 storage (``_source`` made sure there is one)."""
+    from comfy_gen.storage import get_storage
+
+    return get_storage(app.settings)
 
 
 def _local_path(app: Any, name: str) -> Path:
@@ -120,10 +127,9 @@ def _info(app: Any, name: str, source: str) -> Json:
     from comfy_gen.metadata import read_metadata
 
     if source == "bucket":
-        from comfy_gen.storage import get_storage
         from comfy_gen.storage.base import check_key
 
-        storage = get_storage(app.settings)
+        storage = _bucket(app)
         info = storage.stat(check_key(name))
         if info is None:
             raise UsageError(f"No object {name!r} in {storage.where}", hint="list_images shows the keys.")
@@ -141,10 +147,9 @@ def _info(app: Any, name: str, source: str) -> Json:
 
 def _delete(app: Any, name: str, source: str) -> Json:
     if source == "bucket":
-        from comfy_gen.storage import get_storage
         from comfy_gen.storage.admin import delete_image as delete_object
 
-        storage = get_storage(app.settings)
+        storage = _bucket(app)
         deleted = delete_object(storage, name)
         where = storage.where
     else:

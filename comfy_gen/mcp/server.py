@@ -39,7 +39,7 @@ INSTRUCTIONS = (
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
-class ComfyGenMCP(FastMCP):  # type: ignore[type-arg]
+class ComfyGenMCP(FastMCP):
     """FastMCP with comfy-gen's error mapping applied to every tool call."""
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
@@ -138,7 +138,7 @@ def run_stdio(app: App) -> None:
 def http_token(settings: Settings) -> str | None:
     """The bearer token HTTP clients must send: COMFY_GEN_MCP_TOKEN, else a shared API token."""
     for name in ("mcp_token", "api_token"):
-        value = getattr(settings, name, None)
+        value: Any = getattr(settings, name, None)
         secret = value.get_secret_value() if hasattr(value, "get_secret_value") else value
         if secret:
             return str(secret)
