@@ -103,3 +103,8 @@ async def test_errors_are_tool_errors_and_the_server_keeps_serving(mcp_env, emu:
                                                                  "steps": 2}))
         assert result["status"] == "unvalidated" and Path(result["local_path"]).is_file()
         assert Path(result["local_path"]).is_relative_to(tmp_path / "output" / "adhoc")
+
+
+def test_every_tool_is_documented() -> None:
+    doc = (REPO_ROOT / "docs" / "mcp.md").read_text()
+    assert not [name for name in TOOLS if f"| `{name}` |" not in doc]
