@@ -15,12 +15,15 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
 from comfy_gen.errors import BatchFailed, ComfyGenError, RecipeError, UsageError
 from comfy_gen.mcp.state import blocking
+
+if TYPE_CHECKING:  # pragma: no cover
+    from comfy_gen.mcp.server import App
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,7 @@ class LocalRun:
     error: Json | None = None
 
 
-def register(app: Any) -> None:
+def register(app: "App") -> None:
     mcp = app.mcp
 
     @mcp.tool()
@@ -112,10 +115,28 @@ def _list(app: Any) -> Json:
     return {"recipes": rows, "count": len(rows), "folders": [str(f) for f in folders]}
 
 
-def _plan(app: Any, recipe: str, **kwargs: Any) -> Any:
+def recipe_path(app: "App", recipe: str) -> Path:
+    """A client's recipe inside the recipe folders (relative paths from the recipes folder).
+
+    Stricter than the flow's own rule, which also allows its working directory: the
+    server's working directory is not a folder an agent was given.
+    """
+    from comfy_gen.paths import confine
+    from comfy_gen.recipes import resolve_recipe_path
+
+    folders = [Path(app.settings.recipes_dir), *app.settings.recipe_dirs]
+    candidate = Path(recipe)
+    if not candidate.suffix and len(candidate.parts) == 1:  # a bare name: the recipes folder's file
+        found = resolve_recipe_path(recipe, settings=app.settings)
+        if found.is_file():
+            candidate = found
+    return confine(candidate, folders, base=folders[0])
+
+
+def _plan(app: "App", recipe: str, **kwargs: Any) -> Any:
     from comfy_gen.runs import plan_run
 
-    return plan_run(recipe, settings=app.settings, confine=True, **kwargs)
+    return plan_run(recipe_path(app, recipe), settings=app.settings, confine=True, **kwargs)
 
 
 def _validate(app: Any, recipe: str, max_items: int | None) -> Json:

@@ -11,7 +11,7 @@ annotations at registration to build each tool's JSON schema.)
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from mcp.server.fastmcp import Context
 from pydantic import Field
@@ -19,6 +19,9 @@ from pydantic import Field
 from comfy_gen.errors import UsageError, WorkflowError
 from comfy_gen.mcp._bridge import SeedProgress, run_blocking
 from comfy_gen.params import GenerationParams, LoraSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from comfy_gen.mcp.server import App
 
 #: Model family -> the shipped workflow for each kind of job.
 TXT2IMG = {"sd15": "sd15-txt2img", "sdxl": "sdxl-txt2img", "flux": "flux-dev"}
@@ -29,6 +32,7 @@ IMAGE_TO_VIDEO = "wan22-i2v"
 
 Family = Literal["sd15", "sdxl", "flux"]
 Json = dict[str, Any]
+Ctx = Context[Any, Any, Any]  # FastMCP injects the request context into a parameter of this type
 
 # Shared argument types: the descriptions are what an agent reads.
 Prompt = Annotated[str, Field(description="What to draw.", min_length=1, max_length=10000)]
@@ -46,12 +50,12 @@ OutputPath = Annotated[str | None, Field(
 JsonProgress = Annotated[bool, Field(description="Also return every progress event as progress_updates.")]
 
 
-def register(app: Any) -> None:
+def register(app: "App") -> None:
     mcp = app.mcp
 
     @mcp.tool()
     async def generate_image(
-        ctx: Context,
+        ctx: Ctx,
         prompt: Prompt,
         negative_prompt: Negative = None,
         model: Annotated[Family, Field(description="Model family; picks the shipped workflow.")] = "sd15",
@@ -100,7 +104,7 @@ def register(app: Any) -> None:
 
     @mcp.tool()
     async def img2img(
-        ctx: Context,
+        ctx: Ctx,
         input_image: Annotated[str, Field(description="An image in the server's output or input folders "
                                                       "(relative to the output folder), or an http(s) URL.")],
         prompt: Prompt,
@@ -126,7 +130,7 @@ def register(app: Any) -> None:
 
     @mcp.tool()
     async def generate_video(
-        ctx: Context,
+        ctx: Ctx,
         prompt: Prompt,
         negative_prompt: Negative = "static, blurry, watermark",
         width: Annotated[int, Field(ge=64, le=2048)] = 832,
@@ -150,7 +154,7 @@ def register(app: Any) -> None:
 
     @mcp.tool()
     async def image_to_video(
-        ctx: Context,
+        ctx: Ctx,
         input_image: Annotated[str, Field(description="The first frame: an image in the server's folders "
                                                       "or an http(s) URL.")],
         prompt: Prompt,
@@ -311,7 +315,7 @@ async def generate_with_progress(app: Any, ctx: Any, request: Any, json_progress
 
 def result_dict(result: Any, updates: list[Json] | None) -> Json:
     """The seed's generate_image fields next to the service's own result."""
-    data = result.to_dict()
+    data: Json = result.to_dict()
     best = result.best
     meta = _sidecar(result.sidecar)
     scores = dict(best.scores or {}) if best is not None else {}

@@ -10,13 +10,16 @@ client are checked before they become part of a URL path.
 """
 
 import re
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import httpx
 from pydantic import Field
 
 from comfy_gen.errors import ConfigError, HubError, HubUnavailable, UsageError
 from comfy_gen.mcp.state import blocking
+
+if TYPE_CHECKING:  # pragma: no cover
+    from comfy_gen.mcp.server import App
 
 Json = dict[str, Any]
 #: Hub answers larger than this are refused (a search page is a few hundred KB).
@@ -86,7 +89,7 @@ def huggingface(settings: Any) -> HubClient:
     return HubClient("Hugging Face", settings.hf_api_url, settings.secret("hf_token"), settings.hub_timeout)
 
 
-def register(app: Any) -> None:
+def register(app: "App") -> None:
     mcp = app.mcp
     settings = app.settings
 

@@ -10,12 +10,15 @@ touched. History is read from the sidecars next to kept images.
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Iterator, Literal
 
 from pydantic import Field
 
 from comfy_gen.errors import UsageError
 from comfy_gen.mcp.state import blocking
+
+if TYPE_CHECKING:  # pragma: no cover
+    from comfy_gen.mcp.server import App
 
 Json = dict[str, Any]
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".mp4", ".webm"})
@@ -26,7 +29,7 @@ ImageName = Annotated[str, Field(description="An image path relative to the outp
                                              "returns it), or a bucket key.", min_length=1, max_length=1024)]
 
 
-def register(app: Any) -> None:
+def register(app: "App") -> None:
     mcp = app.mcp
 
     @mcp.tool()

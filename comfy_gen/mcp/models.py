@@ -5,18 +5,21 @@ is good for comes from the LoRA catalog (``comfy_gen.catalogs``: the shipped
 sample or ``COMFY_GEN_LORA_CATALOG_FILE``), scored by the original's rules.
 """
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
 from comfy_gen.errors import UsageError
 from comfy_gen.mcp.state import blocking, client
 
+if TYPE_CHECKING:  # pragma: no cover
+    from comfy_gen.mcp.server import App
+
 Json = dict[str, Any]
 MAIN_FOLDERS = ("checkpoints", "diffusion_models", "vae")
 
 
-def register(app: Any) -> None:
+def register(app: "App") -> None:
     mcp = app.mcp
 
     @mcp.tool()

@@ -6,11 +6,14 @@ for a lower one (``comfy_gen.categories.effective_tier``), never a higher one.
 """
 
 import re
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field
 
 from comfy_gen.mcp.state import blocking
+
+if TYPE_CHECKING:  # pragma: no cover
+    from comfy_gen.mcp.server import App
 
 Json = dict[str, Any]
 Tier = Annotated[Literal["general", "mature", "explicit"] | None, Field(
@@ -50,7 +53,7 @@ ELEMENTS: dict[str, tuple[str, ...]] = {
 CLIP_WORD_LIMIT = 75
 
 
-def register(app: Any) -> None:
+def register(app: "App") -> None:
     mcp = app.mcp
 
     @mcp.tool()

@@ -6,12 +6,15 @@ local ComfyUI service (start, stop, restart, status via ``comfy_gen.server_contr
 each queue entry, so another user's job is refused, never interrupted.
 """
 
-from typing import Annotated, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Callable, TypeVar
 
 import anyio.to_thread
 from pydantic import Field
 
 from comfy_gen.errors import ComfyUIError, ComfyUIUnavailable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from comfy_gen.mcp.server import App
 
 T = TypeVar("T")
 Json = dict[str, Any]
@@ -30,7 +33,7 @@ def client(app: Any) -> Any:
     return ComfyUIClient.from_settings(app.settings)
 
 
-def register(app: Any) -> None:
+def register(app: "App") -> None:
     mcp = app.mcp
 
     @mcp.tool()

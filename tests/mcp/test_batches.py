@@ -44,8 +44,12 @@ async def test_recipes_validate_run_and_status(mcp_env, emu: Emulator, tmp_path:
         plan = data(await session.call_tool("validate_recipe", {"recipe": "small"}))
         assert plan["valid"] and plan["items"] == 2 and plan["workflows"] == ["tiny-sd15.json"]
         assert [i["prompt"] for i in plan["first_items"]] == ["a lighthouse at dawn", "a barn in the snow"]
+        assert data(await session.call_tool("validate_recipe", {"recipe": "small.yaml"}))["items"] == 2
+        (tmp_path / "here.yaml").write_text(RECIPE)  # the server's working directory is not a recipe folder
+        cwd = error(await session.call_tool("validate_recipe", {"recipe": str(tmp_path / "here.yaml")}))
+        assert cwd["error"] == "PathNotAllowed"
         broken = data(await session.call_tool("validate_recipe", {"recipe": "broken"}))
-        assert not broken["valid"] and "steps" in broken["errors"][0] and broken["errors"][0].startswith("broken:4:")
+        assert not broken["valid"] and "recipes/broken.yaml:4: $.defaults.steps" in broken["errors"][0]
         refused = error(await session.call_tool("run_recipe", {"recipe": "broken"}))
         assert refused["error"] == "RecipeError" and refused["problems"]
 
