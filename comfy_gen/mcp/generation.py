@@ -26,9 +26,9 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Model family -> the shipped workflow for each kind of job.
 TXT2IMG = {"sd15": "sd15-txt2img", "sdxl": "sdxl-txt2img", "flux": "flux-dev"}
 IMG2IMG = {"sd15": "sd15-img2img"}
-#: The video workflows; they are installed separately (a clear error names the missing one).
-TEXT_TO_VIDEO = "wan22-t2v"
-IMAGE_TO_VIDEO = "wan22-i2v"
+#: Video workflows, the seed's first; the first one installed is used (an error names them all).
+TEXT_TO_VIDEO = ("wan22-t2v", "wan22-t2v-vhs", "ltxv-t2v")
+IMAGE_TO_VIDEO = ("wan22-i2v", "ltxv-i2v")
 
 Family = Literal["sd15", "sdxl", "flux"]
 Json = dict[str, Any]
@@ -147,9 +147,10 @@ def register(app: "App") -> None:
 
         Returns the same fields as generate_image (local_path is the video file).
         """
-        params = _video_params(app, TEXT_TO_VIDEO, prompt=prompt, negative_prompt=negative_prompt, width=width,
-                               height=height, steps=steps, cfg=cfg, seed=seed, frames=frames, fps=fps)
-        request = _request(app, TEXT_TO_VIDEO, params, output_path=output_path, timeout=600)
+        name = video_workflow(app, TEXT_TO_VIDEO, what="text-to-video")
+        params = _video_params(prompt=prompt, negative_prompt=negative_prompt, width=width, height=height,
+                               steps=steps, cfg=cfg, seed=seed, frames=frames, fps=fps)
+        request = _request(app, name, params, output_path=output_path, timeout=600)
         return await generate_with_progress(app, ctx, request, json_progress)
 
     @mcp.tool()
@@ -170,10 +171,10 @@ def register(app: "App") -> None:
 
         Returns the same fields as generate_image (local_path is the video file).
         """
-        params = _video_params(app, IMAGE_TO_VIDEO, prompt=prompt, negative_prompt=negative_prompt, steps=steps,
-                               seed=seed, frames=frames, fps=fps)
-        request = _request(app, IMAGE_TO_VIDEO, params, input_image=input_image, output_path=output_path,
-                           timeout=600)
+        name = video_workflow(app, IMAGE_TO_VIDEO, what="image-to-video")
+        params = _video_params(prompt=prompt, negative_prompt=negative_prompt, steps=steps, seed=seed,
+                               frames=frames, fps=fps)
+        request = _request(app, name, params, input_image=input_image, output_path=output_path, timeout=600)
         return await generate_with_progress(app, ctx, request, json_progress)
 
     @mcp.tool()
@@ -255,28 +256,29 @@ def _with_categories(app: Any, ids: list[str], params: GenerationParams,
     return workflow or comp.workflow, merged
 
 
-def _video_params(app: Any, workflow: str, *, frames: int, fps: int, **values: Any) -> GenerationParams:
-    """Video parameters, once the video workflow is installed (a clear error names it otherwise)."""
+def _video_params(*, frames: int, fps: int, **values: Any) -> GenerationParams:
+    """Video parameters (``GenerationParams.frames``/``fps``, where this comfy-gen has them)."""
     import dataclasses
 
-    require_workflow(app, workflow, what="video")
     fields = {f.name for f in dataclasses.fields(GenerationParams)}
-    video: dict[str, Any] = {"length": frames, "fps": fps}
-    missing = [k for k in video if k not in fields]
-    if missing:
-        raise UsageError(f"This comfy-gen cannot set video {', '.join(missing)} on {workflow}",
+    if not {"frames", "fps"} <= fields:
+        raise UsageError("This comfy-gen cannot set video frames/fps",
                          hint="Update comfy-gen to a version with video parameters.")
-    return GenerationParams(**values, **video)
+    return GenerationParams(**values, frames=frames, fps=fps)  # type: ignore[call-arg,unused-ignore]
 
 
-def require_workflow(app: Any, name: str, *, what: str) -> None:
+def video_workflow(app: "App", names: tuple[str, ...], *, what: str) -> str:
+    """The first of ``names`` installed in the workflows folder; a WorkflowError naming them otherwise."""
     from comfy_gen.workflow import available_workflows
 
     folder = Path(app.settings.workflows_dir)
-    if name not in available_workflows(folder):
-        raise WorkflowError(f"The {what} workflow {name!r} is not installed in {folder}",
-                            hint=f"Add {name}.json (API format) to the workflows folder "
-                                 "(COMFY_GEN_WORKFLOWS_DIR) to enable this tool.")
+    installed = set(available_workflows(folder))
+    for name in names:
+        if name in installed:
+            return name
+    raise WorkflowError(f"No {what} workflow is installed in {folder} (looked for {', '.join(names)})",
+                        hint=f"Add {names[0]}.json (API format) to the workflows folder (COMFY_GEN_WORKFLOWS_DIR) "
+                             "to enable this tool.")
 
 
 def _request(app: Any, workflow: str, params: GenerationParams, *, input_image: str | None = None,
