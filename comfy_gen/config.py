@@ -152,6 +152,17 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         None, description="Public base URL of the API server: run artifacts link to its /images and run pages")
 
+    # --- MCP server (comfy-gen mcp) and the model hubs its tools search ---
+    mcp_token: SecretStr | None = Field(
+        None, description="Bearer token HTTP MCP clients must send; required to bind beyond loopback")
+    civitai_enabled: bool = Field(False, description="Let MCP tools query CivitAI (search, model, hash lookup)")
+    civitai_api_url: str = Field("https://civitai.com/api/v1", description="CivitAI REST API base URL")
+    civitai_api_key: SecretStr | None = Field(None, description="CivitAI API key (sent as a bearer token)")
+    hf_enabled: bool = Field(False, description="Let MCP tools query the Hugging Face Hub (search, info, files)")
+    hf_api_url: str = Field("https://huggingface.co", description="Hugging Face Hub base URL")
+    hf_token: SecretStr | None = Field(None, description="Hugging Face token (sent as a bearer token)")
+    hub_timeout: float = Field(20.0, gt=0, description="Per-request timeout for model hub APIs (s)")
+
     @field_validator("backends", mode="before")
     @classmethod
     def _parse_backends(cls, value: Any) -> Any:
@@ -396,7 +407,7 @@ def get_settings() -> Settings:
 #: malformed COMFY_GEN_BACKENDS may hold credentials in a form no URL parser
 #: recognises (a broken JSON string), so it is never echoed either.
 _SECRET_FIELDS = frozenset({"minio_access_key", "minio_secret_key", "backends", "database_url", "api_token",
-                            "api_tokens"})
+                            "api_tokens", "mcp_token", "civitai_api_key", "hf_token"})
 
 
 def settings_error(exc: ValidationError) -> ConfigError:

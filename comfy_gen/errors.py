@@ -31,6 +31,8 @@ assigned only at the edges (``comfy_gen.cli`` and the API), from one table each.
     ├── ServiceBusy                 too many jobs queued; try again later (HTTP 503)   [transient]
     ├── CatalogError                the generation catalog's database failed (exit 1, HTTP 503)
     │   └── CatalogUnavailable      the database cannot be reached / is locked   [transient]
+    ├── HubError                    a model hub (CivitAI, Hugging Face) request failed
+    │   └── HubUnavailable          unreachable / timeout / 5xx / 429       [transient]
     └── StorageError                object storage failed
         ├── StorageUnavailable      endpoint unreachable / 5xx              [transient]
         ├── StorageAuthError        bad credentials / access denied
@@ -313,6 +315,24 @@ def _rebuild_batch_failed(message: str, summary: dict[str, Any] | None) -> "Batc
     return BatchFailed(message, summary=summary)
 
 
+class HubError(ComfyGenError):
+    """A model hub request (CivitAI, Hugging Face) failed: refused, not found or malformed."""
+
+    def __init__(self, message: str, *, hint: str | None = None, status: int | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        if self.status is not None:
+            data["status"] = self.status
+        return data
+
+
+class HubUnavailable(HubError, TransientError):
+    """The hub could not be reached, timed out, or answered 5xx / 429."""
+
+
 class StorageError(ComfyGenError):
     """Object storage failed."""
 
@@ -345,8 +365,9 @@ def is_transient(exc: BaseException) -> bool:
 __all__ = [
     "BatchFailed", "BucketNotFound", "CatalogError", "CatalogUnavailable", "CategoryError", "ComfyGenError",
     "ComfyUIError", "ComfyUITimeout", "ComfyUIUnavailable", "CompositionError", "ConfigError", "ExecutionFailed",
-    "ExecutionInterrupted", "FavoriteNotFound", "GenerationNotFound", "JobLost", "MetadataNotFound", "NotFound",
-    "PathNotAllowed", "PolicyViolation", "PreflightError", "ProblemListError", "PromptRejected", "RecipeError", "ServiceBusy",
-    "StorageAuthError", "StorageError", "StorageUnavailable", "TransientError", "UsageError", "ValidationFailed",
+    "ExecutionInterrupted", "FavoriteNotFound", "GenerationNotFound", "HubError", "HubUnavailable", "JobLost",
+    "MetadataNotFound", "NotFound", "PathNotAllowed", "PolicyViolation", "PreflightError", "ProblemListError",
+    "PromptRejected", "RecipeError", "ServiceBusy", "StorageAuthError", "StorageError", "StorageUnavailable",
+    "TransientError", "UsageError", "ValidationFailed",
     "ValidatorUnavailable", "WorkflowError", "is_transient",
 ]

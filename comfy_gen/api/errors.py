@@ -38,11 +38,14 @@ STATUS_CODES: list[tuple[type[BaseException], int]] = [
     (errors.ComfyUITimeout, 504),
     (errors.PromptRejected, 422),
     (errors.ExecutionInterrupted, 409),
+    (errors.JobLost, 503),             # the server restarted under the job: retry
     (errors.ComfyUIError, 502),
     (errors.ValidationFailed, 422),
     (errors.MetadataNotFound, 404),
     (errors.StorageUnavailable, 503),
     (errors.StorageError, 502),
+    (errors.HubUnavailable, 503),
+    (errors.HubError, 502),
     (errors.ComfyGenError, 500),
 ]
 

@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("comfy_gen.cli.flow_cmd", "run", "Render a recipe through the Prefect flow."),
     "demo": ("comfy_gen.cli.flow_cmd", "demo", "Render the demo recipe end to end (emulator if no ComfyUI)."),
     "catalog": ("comfy_gen.cli.catalog_cmd", "catalog", "Index of stored generations: rebuild, list, show."),
+    "mcp": ("comfy_gen.cli.mcp_cmd", "mcp", "Serve the tools for AI agents over MCP (stdio or HTTP)."),
     "up": ("comfy_gen.cli.flow_cmd", "up", "Start a local Prefect server, worker and (if needed) emulator."),
     "serve": ("comfy_gen.cli.serve_cmd", "serve", "Serve the HTTP API and the web page."),
 }
