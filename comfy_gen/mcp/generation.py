@@ -27,8 +27,10 @@ if TYPE_CHECKING:  # pragma: no cover
 TXT2IMG = {"sd15": "sd15-txt2img", "sdxl": "sdxl-txt2img", "flux": "flux-dev"}
 IMG2IMG = {"sd15": "sd15-img2img"}
 #: Video workflows, the seed's first; the first one installed is used (an error names them all).
-TEXT_TO_VIDEO = ("wan22-t2v", "wan22-t2v-vhs", "ltxv-t2v")
-IMAGE_TO_VIDEO = ("wan22-i2v", "ltxv-i2v")
+#: First installed wins. LTX-Video needs only ComfyUI's core nodes and writes an
+#: animated WEBP; the Wan workflow needs VideoHelperSuite and writes MP4.
+TEXT_TO_VIDEO = ("ltxv-t2v", "wan22-t2v-vhs")
+IMAGE_TO_VIDEO = ("ltxv-i2v",)
 
 Family = Literal["sd15", "sdxl", "flux"]
 Json = dict[str, Any]
@@ -257,14 +259,8 @@ def _with_categories(app: Any, ids: list[str], params: GenerationParams,
 
 
 def _video_params(*, frames: int, fps: int, **values: Any) -> GenerationParams:
-    """Video parameters (``GenerationParams.frames``/``fps``, where this comfy-gen has them)."""
-    import dataclasses
-
-    fields = {f.name for f in dataclasses.fields(GenerationParams)}
-    if not {"frames", "fps"} <= fields:
-        raise UsageError("This comfy-gen cannot set video frames/fps",
-                         hint="Update comfy-gen to a version with video parameters.")
-    return GenerationParams(**values, frames=frames, fps=fps)  # type: ignore[call-arg,unused-ignore]
+    """Video parameters: frames and fps land on the latent and save nodes (workflow.video)."""
+    return GenerationParams(**values, frames=frames, fps=float(fps))
 
 
 def video_workflow(app: "App", names: tuple[str, ...], *, what: str) -> str:

@@ -8,6 +8,7 @@ touched. History is read from the sidecars next to kept images.
 """
 
 import json
+import logging
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Iterator, Literal
@@ -27,6 +28,9 @@ Source = Annotated[Literal["local", "bucket"] | None, Field(
                 "configured, else local.")]
 ImageName = Annotated[str, Field(description="An image path relative to the output folder (as list_images "
                                              "returns it), or a bucket key.", min_length=1, max_length=1024)]
+
+
+log = logging.getLogger(__name__)
 
 
 def register(app: "App") -> None:
@@ -58,8 +62,9 @@ def register(app: "App") -> None:
     async def get_history(
         limit: Annotated[int, Field(ge=1, le=1000)] = 10,
     ) -> Json:
-        """Recent generations, newest first, from their sidecars: history [{generation_id, prompt_id,
-        name, created, status, workflow, parameters, url}], count."""
+        """Recent generations, newest first, from the generation catalog (the sidecars when the
+        catalog cannot be opened): history [{generation_id, prompt_id, name, created, status,
+        workflow, parameters, url}], count, source ("catalog" | "sidecars")."""
         return await blocking(lambda: _history(app, limit))
 
 
@@ -181,7 +186,30 @@ def _summary(meta: Json) -> Json:
 
 
 def _history(app: Any, limit: int) -> Json:
+    from comfy_gen.catalog import Catalog
+    from comfy_gen.errors import CatalogError
+
     root = _root(app)
+    try:
+        catalog = Catalog.from_settings(app.settings)
+    except CatalogError as exc:
+        log.warning("Generation catalog unavailable (%s); reading history from the sidecars", exc)
+        return {**_sidecar_history(root, limit), "source": "sidecars"}
+    try:
+        rows = [{"generation_id": g.generation_id, "prompt_id": g.prompt_id, "name": _name(root, g.local_path),
+                 "created": g.created_at.isoformat(), "status": g.verdict, "workflow": g.workflow,
+                 "parameters": dict(g.params), "url": g.object_url} for g in catalog.list(limit=limit)]
+    finally:
+        catalog.close()
+    return {"history": rows, "count": len(rows), "source": "catalog"}
+
+
+def _name(root: Path, local_path: str) -> str:
+    path = Path(local_path)
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+
+
+def _sidecar_history(root: Path, limit: int) -> Json:
     sidecars = [p for p in root.rglob("*.json") if p.is_file() and Path(p.stem).suffix.lower() in IMAGE_SUFFIXES]
     sidecars.sort(key=lambda p: p.stat().st_mtime, reverse=True)
     rows = []

@@ -39,12 +39,13 @@ async def test_generation_tools(mcp_env, emu: Emulator, tmp_path: Path) -> None:
                                                             "prompt": "x"}))
         assert outside["error"] == "PathNotAllowed"
 
-        # The video tools need their workflows: a clear error names the missing one.
-        for tool, args in (("generate_video", {"prompt": "waves"}),
-                           ("image_to_video", {"input_image": "inputs/photo.png", "prompt": "waves"})):
-            missing = error(await session.call_tool(tool, args))
-            assert missing["error"] == "WorkflowError"
-            assert ("wan22-t2v" if tool == "generate_video" else "wan22-i2v") in missing["message"]
+        # The video tools render through the shipped LTX-Video workflows (animated WEBP).
+        for tool, args in (("generate_video", {"prompt": "waves", "frames": 9, "fps": 8}),
+                           ("image_to_video", {"input_image": "inputs/photo.png", "prompt": "waves",
+                                               "frames": 9, "fps": 8})):
+            video = data(await session.call_tool(tool, args))
+            assert video["status"] == "unvalidated" and video["local_path"].endswith(".webp"), video
+            assert video["workflow"] == ("ltxv-t2v" if tool == "generate_video" else "ltxv-i2v")
 
         # A LoRA preset from the catalog and a preset's sampler settings, below explicit arguments.
         styled = data(await session.call_tool("generate_image", {
@@ -81,7 +82,7 @@ async def test_model_prompt_and_category_tools(mcp_env, tmp_path: Path) -> None:
         assert "tiny_sd15.safetensors" in nothing["hint"]
 
         video = data(await session.call_tool("suggest_model", {"task": "text-to-video"}))
-        assert video["workflow"] == "wan22-t2v" and video["source"] == "catalog"
+        assert video["workflow"] == "wan22-t2v-vhs" and video["source"] == "catalog"
         portrait = data(await session.call_tool("suggest_model", {"task": "portrait", "style": "noir"}))
         assert portrait["source"] == "table" and portrait["recommended"] == "v1-5-pruned-emaonly.safetensors"
         assert "noir" in portrait["reason"]
@@ -135,6 +136,7 @@ async def test_image_history_and_status_tools(mcp_env, emu: Emulator, tmp_path: 
         assert [h["name"] for h in history] == ["b/gate.png", "a/door.png"]
         assert history[0]["prompt_id"] == second["prompt_id"] and history[1]["generation_id"] == first["generation_id"]
         assert history[0]["parameters"]["prompt"] == "a green gate" and history[0]["status"] == "unvalidated"
+        assert data(await session.call_tool("get_history", {"limit": 5}))["source"] == "catalog"
         deleted = data(await session.call_tool("delete_image", {"image_name": "a/door.png"}))
         assert deleted["deleted"] == ["a/door.png", "a/door.png.json"]
         assert not (tmp_path / "output" / "a" / "door.png").exists()
