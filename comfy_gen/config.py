@@ -119,6 +119,19 @@ class Settings(BaseSettings):
     )
     flow_workers: int = Field(8, ge=1, description="Threads per flow run (items in progress at once)")
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_text(cls, value: Any) -> Any:
+        """Environment values that were not UTF-8 (Python keeps the bytes as lone
+        surrogates) or hold a NUL are refused, not carried into paths, URLs and
+        JSON run records where they fail much later."""
+        from comfy_gen.params import text_problem
+
+        problem = text_problem(value, "the value")
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @field_validator("backends", mode="before")
     @classmethod
     def _parse_backends(cls, value: Any) -> Any:
@@ -137,6 +150,27 @@ class Settings(BaseSettings):
     @classmethod
     def _check_url(cls, value: str) -> str:
         problem = url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("minio_endpoint")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        """``host:port`` or ``http(s)://host:port``: a bad port is a settings error
+        here, not a ValueError from the S3 SDK at the first upload."""
+        if value is None or not value.strip():
+            return None
+        text = value.strip()
+        problem = url_problem(text if "://" in text else f"http://{text}")
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("minio_public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        problem = url_problem(value) if value else None
         if problem:
             raise ValueError(problem)
         return value
@@ -218,7 +252,7 @@ def get_settings() -> Settings:
 #: Settings whose values must never be echoed back in an error message. A
 #: malformed COMFY_GEN_BACKENDS may hold credentials in a form no URL parser
 #: recognises (a broken JSON string), so it is never echoed either.
-_SECRET_FIELDS = frozenset({"minio_access_key", "minio_secret_key", "backends"})
+_SECRET_FIELDS = frozenset({"minio_access_key", "minio_secret_key", "backends", "minio_endpoint"})
 
 
 def settings_error(exc: ValidationError) -> ConfigError:

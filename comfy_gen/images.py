@@ -53,14 +53,40 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def _open(path: Path) -> PILImage:
+    """Open and decode an input image; UsageError for anything that is not a sane image.
+
+    Pillow only *warns* between MAX_IMAGE_PIXELS and twice that; for input images
+    the warning is an error too: a small file that decodes to gigabytes is a
+    decompression bomb, not a photo to resize.
+    """
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        image = Image.open(path)
-        image.load()
-    except (UnidentifiedImageError, OSError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            if image.width > MAX_SIDE or image.height > MAX_SIDE:  # before decoding anything
+                size = f"{image.width}x{image.height}"
+                image.close()
+                raise UsageError(f"Input image {path} is {size}: each side may be at most {MAX_SIDE} pixels")
+            image.load()
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise UsageError(f"Input image {path} is too large to decode: {_pixels(exc)}",
+                         hint=f"Input images may have at most {Image.MAX_IMAGE_PIXELS} pixels; "
+                              "scale it down first.") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        # SyntaxError and ValueError: some Pillow plugins raise them for corrupt headers.
         raise UsageError(f"{path} is not a readable image: {exc}") from exc
     return image
+
+
+def _pixels(exc: BaseException) -> str:
+    """Pillow's message says how many pixels the image has; keep it short."""
+    text = str(exc)
+    match = re.search(r"\((\d+) pixels\)", text)
+    return f"{match.group(1)} pixels (possible decompression bomb)" if match else text
 
 
 def preprocess_image(src: str | Path, dest: str | Path | None = None, *,

@@ -31,7 +31,7 @@ _PATTERN_MESSAGES: dict[str, str] = {
     "backend": "must be a backend name from settings (COMFY_GEN_BACKENDS or 'default'), "
                "not a URL or credentials",
     "dir": "must be a relative folder inside the output folder (no leading '/', no '..')",
-    "prefix": "may only contain letters, digits, '.', '_' and '-'",
+    "prefix": "may only contain letters, digits, '.', '_' and '-' (and is not '.' or '..')",
     "strategy": "must be a strategy name (lowercase letters, digits, '_')",
     "validator": "must be a validator name (lowercase letters, digits, '_')",
     "size": "must be WIDTHxHEIGHT, e.g. 512x768",

@@ -9,6 +9,7 @@ makes it safe for several processes (flow workers, the CLI) at once.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -21,6 +22,7 @@ from typing import Iterator, Sequence
 
 from comfy_gen.errors import BucketNotFound, StorageAuthError, StorageError, TransientError
 from comfy_gen.storage.base import Storage, StoredObject, check_key, content_type_for
+from comfy_gen.storage.local import SIDECAR_SUFFIX, atomic_write_json, sidecar_path
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +60,12 @@ class SyncReport:
     uploaded: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     remaining: int = 0
+    #: entries whose local file is gone: nothing can ever upload them, so they were removed
+    dropped: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
-        return {"uploaded": self.uploaded, "failed": self.failed, "remaining": self.remaining}
+        return {"uploaded": self.uploaded, "failed": self.failed, "remaining": self.remaining,
+                "dropped": self.dropped}
 
 
 class Outbox:
@@ -140,6 +145,10 @@ class Outbox:
     def sync(self, storage: Storage, *, workers: int = 8) -> SyncReport:
         """Upload every pending entry; remove each one only after its upload succeeded.
 
+        Images go first; once one is uploaded its local sidecar (``<image>.json``)
+        records the URL, and only then are sidecars uploaded, so the stored
+        sidecar carries the URL too. An entry whose local file is gone can never
+        succeed: it is dropped with a warning instead of being retried forever.
         Auth and bucket errors are raised (nothing will succeed until the settings
         are fixed); the entries stay queued.
         """
@@ -149,8 +158,15 @@ class Outbox:
             # would silently drop work meant for the real store.
             report.remaining = self.count()
             return report
-        entries = self.pending()
+        entries = []
+        for entry in self.pending():
+            if Path(entry.local_path).is_file():
+                entries.append(entry)
+            elif self.remove(entry.key, version=entry.version):
+                log.warning("Dropped %s from the outbox: its local file %s is gone", entry.key, entry.local_path)
+                report.dropped.append(entry.key)
         if not entries:
+            report.remaining = self.count()
             return report
 
         def one(entry: OutboxEntry) -> tuple[OutboxEntry, StoredObject | None, BaseException | None]:
@@ -158,23 +174,53 @@ class Outbox:
                 return entry, storage.put(entry.local_path, entry.key, content_type=entry.content_type), None
             except StorageError as exc:
                 return entry, None, exc
+            except OSError as exc:  # the file vanished or became unreadable during the upload
+                return entry, None, StorageError(f"Cannot read {entry.local_path}: {exc.strerror or exc}")
 
         config_error: StorageError | None = None
+        images = [e for e in entries if not e.key.endswith(SIDECAR_SUFFIX)]
+        sidecars = [e for e in entries if e.key.endswith(SIDECAR_SUFFIX)]
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for entry, stored, exc in pool.map(one, entries):
-                if stored is not None:
-                    self.remove(entry.key, version=entry.version)
-                    report.uploaded.append(entry.key)
-                    continue
-                assert exc is not None
-                self._failed(entry.key, exc.message if isinstance(exc, StorageError) else str(exc))
-                report.failed[entry.key] = str(getattr(exc, "message", exc))
-                if isinstance(exc, (StorageAuthError, BucketNotFound)) and config_error is None:
-                    config_error = exc
+            for phase in (images, sidecars):
+                for entry, stored, exc in pool.map(one, phase):
+                    if stored is not None:
+                        self.remove(entry.key, version=entry.version)
+                        report.uploaded.append(entry.key)
+                        if phase is images:
+                            record_url(Path(entry.local_path), stored)
+                        continue
+                    assert exc is not None
+                    self._failed(entry.key, exc.message if isinstance(exc, StorageError) else str(exc))
+                    report.failed[entry.key] = str(getattr(exc, "message", exc))
+                    if isinstance(exc, (StorageAuthError, BucketNotFound)) and config_error is None:
+                        config_error = exc
         report.remaining = self.count()
         if config_error is not None:
             raise config_error
         return report
+
+
+def record_url(image: Path, stored: StoredObject) -> bool:
+    """Write the URL and key of an uploaded image into its local sidecar, if it has one.
+
+    The sidecar is the local record of the image (and the cache marker of batch
+    items): without the URL a later run would upload the image again and
+    ``metadata show`` would say it was never published. False when there is no
+    sidecar, or it is not a comfy-gen document.
+    """
+    side = sidecar_path(image)
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(meta, dict) or not isinstance(meta.get("storage", {}), dict):
+        return False
+    meta["storage"] = {**(meta.get("storage") or {}), "url": stored.url, "key": stored.key}
+    result = (meta.get("comfy_gen") or {}).get("result") if isinstance(meta.get("comfy_gen"), dict) else None
+    if isinstance(result, dict):
+        result.update(url=stored.url, key=stored.key, upload="skipped" if stored.skipped else "uploaded")
+    atomic_write_json(side, meta)
+    return True
 
 
 def upload_files(storage: Storage, files: Sequence[tuple[str | Path, str] | tuple[str | Path, str, str | None]],
