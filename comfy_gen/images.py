@@ -52,17 +52,19 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _open(path: Path) -> PILImage:
+def _open(path: Path, label: str | None = None) -> PILImage:
     """Open and decode an input image; UsageError for anything that is not a sane image.
 
     Pillow only *warns* between MAX_IMAGE_PIXELS and twice that; for input images
     the warning is an error too: a small file that decodes to gigabytes is a
-    decompression bomb, not a photo to resize.
+    decompression bomb, not a photo to resize. ``label`` names the image in
+    errors (the user's path or URL rather than our working copy).
     """
     import warnings
 
     from PIL import Image, UnidentifiedImageError
 
+    name = label or str(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -70,15 +72,15 @@ def _open(path: Path) -> PILImage:
             if image.width > MAX_SIDE or image.height > MAX_SIDE:  # before decoding anything
                 size = f"{image.width}x{image.height}"
                 image.close()
-                raise UsageError(f"Input image {path} is {size}: each side may be at most {MAX_SIDE} pixels")
+                raise UsageError(f"Input image {name} is {size}: each side may be at most {MAX_SIDE} pixels")
             image.load()
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        raise UsageError(f"Input image {path} is too large to decode: {_pixels(exc)}",
+        raise UsageError(f"Input image {name} is too large to decode: {_pixels(exc)}",
                          hint=f"Input images may have at most {Image.MAX_IMAGE_PIXELS} pixels; "
                               "scale it down first.") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         # SyntaxError and ValueError: some Pillow plugins raise them for corrupt headers.
-        raise UsageError(f"{path} is not a readable image: {exc}") from exc
+        raise UsageError(f"{name} is not a readable image: {exc}") from exc
     return image
 
 
@@ -187,7 +189,7 @@ def fetch_input_image(url_or_path: str | Path, dest_dir: str | Path, *,
         dest = dest_dir / f"input_{uuid.uuid4().hex[:8]}{suffix}"
         shutil.copyfile(src, dest)
     try:
-        image = _open(dest)
+        image = _open(dest, label=ref)
     except UsageError:
         dest.unlink(missing_ok=True)
         raise

@@ -181,7 +181,10 @@ def storage_sync(workers: int | None, as_json: bool) -> int:
     if as_json:
         _dump(report.to_dict())
     else:
-        click.echo(f"Uploaded {len(report.uploaded)}, failed {len(report.failed)}, remaining {report.remaining}")
+        click.echo(f"Uploaded {len(report.uploaded)}, failed {len(report.failed)}, remaining {report.remaining}"
+                   + (f", dropped {len(report.dropped)}" if report.dropped else ""))
         for key, err in report.failed.items():
             click.echo(f"  {key}: {err}", err=True)
+        for key in report.dropped:
+            click.echo(f"  {key}: dropped, its local file is gone", err=True)
     return 1 if report.remaining else 0
