@@ -59,12 +59,12 @@ class Settings(BaseSettings):
         description='Named backends as JSON, e.g. {"gpu1": "http://127.0.0.1:8188"}; '
         '"default" is comfyui_url unless given here',
     )
-    http_timeout: float = Field(30.0, gt=0, description="Per-request timeout (s)")
-    connect_timeout: float = Field(5.0, gt=0, description="TCP connect timeout (s)")
+    http_timeout: float = Field(30.0, allow_inf_nan=False, gt=0, description="Per-request timeout (s)")
+    connect_timeout: float = Field(5.0, allow_inf_nan=False, gt=0, description="TCP connect timeout (s)")
     http_retries: int = Field(3, ge=1, description="Attempts for 5xx/connection errors/timeouts")
-    retry_delay: float = Field(2.0, ge=0, description="First retry delay (s); doubles each retry")
-    job_timeout: float = Field(900.0, gt=0, description="Overall wait for one job (s)")
-    poll_interval: float = Field(1.0, gt=0, description="History poll interval when the socket is down (s)")
+    retry_delay: float = Field(2.0, allow_inf_nan=False, ge=0, description="First retry delay (s); doubles each retry")
+    job_timeout: float = Field(900.0, allow_inf_nan=False, gt=0, description="Overall wait for one job (s)")
+    poll_interval: float = Field(1.0, allow_inf_nan=False, gt=0, description="History poll interval when the socket is down (s)")
     gpu_limit: int = Field(2, ge=1, description="Max jobs outstanding on one backend")
 
     # --- local folders ---

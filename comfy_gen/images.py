@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlparse
 
 from comfy_gen.errors import UsageError
+from comfy_gen.inputfile import InputFileError, read_bounded
 from comfy_gen.paths import PathTrust, user_path
 
 if TYPE_CHECKING:
@@ -80,7 +81,9 @@ def _open(path: Path, label: str | None = None) -> PILImage:
                               "scale it down first.") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         # SyntaxError and ValueError: some Pillow plugins raise them for corrupt headers.
-        raise UsageError(f"{name} is not a readable image: {exc}") from exc
+        # Pillow's own text names our working copy, not the user's file.
+        reason = "unknown or damaged image format" if isinstance(exc, UnidentifiedImageError) else str(exc)
+        raise UsageError(f"{name} is not a readable image: {reason}") from exc
     return image
 
 
@@ -183,11 +186,16 @@ def fetch_input_image(url_or_path: str | Path, dest_dir: str | Path, *,
             raise UsageError(f"Unsupported image location {ref!r}: use an http(s) URL or a local path")
         trust: PathTrust = "trusted" if allowed_dirs is None else "confined"
         src = user_path(ref, trust=trust, allowed=allowed_dirs or (), base=base or Path.cwd())
-        if not src.is_file():
+        if not os.path.lexists(src):
             raise UsageError(f"Input image {ref!r} does not exist")
+        try:
+            # Bounded and non-blocking: a FIFO, a device or a symlink loop is an error, not a hang.
+            data = read_bounded(src, cap=max_bytes)
+        except InputFileError as exc:
+            raise UsageError(f"Input image {ref!r}: {exc.message}") from exc
         suffix = src.suffix.lower() if _SUFFIX.match(src.suffix.lower()) else ".png"
         dest = dest_dir / f"input_{uuid.uuid4().hex[:8]}{suffix}"
-        shutil.copyfile(src, dest)
+        dest.write_bytes(data)
     try:
         image = _open(dest, label=ref)
     except UsageError:

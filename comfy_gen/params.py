@@ -183,6 +183,36 @@ def text_problem(value: object, name: str) -> str | None:
     return None
 
 
+def bad_text_paths(data: Any) -> list[tuple[list[Any], str]]:
+    """``(json path, problem)`` for every string (value or key) in a loaded document that
+    holds a NUL or a lone surrogate (YAML's ``"\\uDCFF"`` escape makes one): ComfyUI,
+    file names, JSON encoding and PNG text chunks would each cut or refuse it later."""
+    found: list[tuple[list[Any], str]] = []
+    seen: set[int] = set()
+    stack: list[tuple[Any, list[Any]]] = [(data, [])]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if (problem := _plain_problem(value)) is not None:
+                found.append((path, problem))
+        elif isinstance(value, (dict, list)) and id(value) not in seen:
+            seen.add(id(value))  # aliases share objects: visit each once
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, child in items:
+                if isinstance(key, str) and (problem := _plain_problem(key)) is not None:
+                    found.append((path, f"a key {problem}"))
+                stack.append((child, [*path, key]))
+    return found
+
+
+def _plain_problem(text: str) -> str | None:
+    if "\0" in text:
+        return "contains a NUL character (\\0), which no prompt, name or file may hold"
+    if _SURROGATE.search(text):
+        return "contains a lone surrogate (\\uD800-\\uDFFF), which is not valid UTF-8 text"
+    return None
+
+
 def validate_ranges(params: GenerationParams) -> None:
     """Check the documented ranges before anything is queued (raises UsageError)."""
     problems = []
