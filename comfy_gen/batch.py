@@ -201,7 +201,7 @@ def upload_cached(run: BatchRun, item: "RecipeItem", image: Path) -> Publication
 
     if run.storage is None:
         return Publication("local-only")
-    kept = KeptOutput(file=image, key=object_key(run.recipe.name, item.id, image.suffix))
+    kept = KeptOutput(file=image, key=object_key(run.recipe.output.prefix or run.recipe.name, item.id, image.suffix))
     return publish_output(kept, run.storage, run.outbox)
 
 
@@ -302,7 +302,7 @@ def finalize_item(run: BatchRun, item: "RecipeItem", key: str, outcome: Outcome,
         workflow_name=item.workflow, params=best.params, job_key=key, run_id=run.run_id,
         flow_run_id=run.flow_run_id, recipe=run.recipe.name, item_id=item.id, backend=result.backend,
         labels=dict(item.labels), result=result.to_record(), recipe_hash=f"sha256:{run.recipe.sha256}",
-        categories=tuple(item.categories))
+        categories=tuple(item.categories), key_prefix=run.recipe.output.prefix)
     target = run.item_image(item.id, best.files[0].suffix or ".png")
     kept = keep_output(best.files[0], target, key=object_key_for(context, target),
                        metadata=build_output_metadata(context, outcome))

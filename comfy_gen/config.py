@@ -65,12 +65,12 @@ class Settings(BaseSettings):
         description='Named backends as JSON, e.g. {"gpu1": "http://127.0.0.1:8188"}; '
         '"default" is comfyui_url unless given here',
     )
-    http_timeout: float = Field(30.0, gt=0, description="Per-request timeout (s)")
-    connect_timeout: float = Field(5.0, gt=0, description="TCP connect timeout (s)")
+    http_timeout: float = Field(30.0, allow_inf_nan=False, gt=0, description="Per-request timeout (s)")
+    connect_timeout: float = Field(5.0, allow_inf_nan=False, gt=0, description="TCP connect timeout (s)")
     http_retries: int = Field(3, ge=1, description="Attempts for 5xx/connection errors/timeouts")
-    retry_delay: float = Field(2.0, ge=0, description="First retry delay (s); doubles each retry")
-    job_timeout: float = Field(900.0, gt=0, description="Overall wait for one job (s)")
-    poll_interval: float = Field(1.0, gt=0, description="History poll interval when the socket is down (s)")
+    retry_delay: float = Field(2.0, allow_inf_nan=False, ge=0, description="First retry delay (s); doubles each retry")
+    job_timeout: float = Field(900.0, allow_inf_nan=False, gt=0, description="Overall wait for one job (s)")
+    poll_interval: float = Field(1.0, allow_inf_nan=False, gt=0, description="History poll interval when the socket is down (s)")
     gpu_limit: int = Field(2, ge=1, description="Max jobs outstanding on one backend")
 
     # --- local folders ---
@@ -163,6 +163,19 @@ class Settings(BaseSettings):
     hf_token: SecretStr | None = Field(None, description="Hugging Face token (sent as a bearer token)")
     hub_timeout: float = Field(20.0, gt=0, description="Per-request timeout for model hub APIs (s)")
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_text(cls, value: Any) -> Any:
+        """Environment values that were not UTF-8 (Python keeps the bytes as lone
+        surrogates) or hold a NUL are refused, not carried into paths, URLs and
+        JSON run records where they fail much later."""
+        from comfy_gen.params import text_problem
+
+        problem = text_problem(value, "the value")
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @field_validator("backends", mode="before")
     @classmethod
     def _parse_backends(cls, value: Any) -> Any:
@@ -181,6 +194,27 @@ class Settings(BaseSettings):
     @classmethod
     def _check_url(cls, value: str) -> str:
         problem = url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("minio_endpoint")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        """``host:port`` or ``http(s)://host:port``: a bad port is a settings error
+        here, not a ValueError from the S3 SDK at the first upload."""
+        if value is None or not value.strip():
+            return None
+        text = value.strip()
+        problem = url_problem(text if "://" in text else f"http://{text}")
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("minio_public_url")
+    @classmethod
+    def _check_minio_public_url(cls, value: str | None) -> str | None:
+        problem = url_problem(value) if value else None
         if problem:
             raise ValueError(problem)
         return value
@@ -406,8 +440,8 @@ def get_settings() -> Settings:
 #: Settings whose values must never be echoed back in an error message. A
 #: malformed COMFY_GEN_BACKENDS may hold credentials in a form no URL parser
 #: recognises (a broken JSON string), so it is never echoed either.
-_SECRET_FIELDS = frozenset({"minio_access_key", "minio_secret_key", "backends", "database_url", "api_token",
-                            "api_tokens", "mcp_token", "civitai_api_key", "hf_token"})
+_SECRET_FIELDS = frozenset({"minio_access_key", "minio_secret_key", "backends", "minio_endpoint", "database_url",
+                            "api_token", "api_tokens", "mcp_token", "civitai_api_key", "hf_token"})
 
 
 def settings_error(exc: ValidationError) -> ConfigError:

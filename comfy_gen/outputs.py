@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 from comfy_gen.config import Settings
-from comfy_gen.errors import StorageError
+from comfy_gen.errors import StorageError, UsageError
 from comfy_gen.params import GenerationParams
 from comfy_gen.paths import PathTrust, user_path
 
@@ -57,6 +59,58 @@ def adhoc_output_path(settings: Settings, output: str | None, *, trust: PathTrus
     return out_dir / "adhoc" / stamp
 
 
+def check_output_folder(folder: str | Path, *, what: str = "output folder") -> Path:
+    """Fail now (UsageError, exit 2) if images cannot be written under ``folder``.
+
+    Called before anything is rendered: a folder that is a file, sits under a
+    file, or cannot be written would otherwise fail after the GPU work. The
+    folder need not exist yet; its nearest existing ancestor must be a folder we
+    can create files in. Writability is probed with a real file because
+    ``os.access`` says yes to root and ignores read-only mounts.
+    """
+    folder = Path(folder).expanduser().absolute()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # a dangling link: mkdir would fail later
+            raise UsageError(f"Cannot write to the {what} {folder}: {existing} is a broken symlink")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"Cannot write to the {what} {folder}: {existing} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".comfy-gen-write-check-", dir=existing)
+    except OSError as exc:
+        raise UsageError(f"Cannot write to the {what} {folder}: {existing} is not writable "
+                         f"({exc.strerror or exc})") from exc
+    os.close(fd)
+    os.unlink(probe)
+    return folder
+
+
+#: sections and fields holding user text, never paths
+_TEXT_KEYS = frozenset({"input", "prompt", "negative_prompt"})
+
+
+def localise_paths(meta: Any, base: Path) -> Any:
+    """``meta`` with every absolute local path made relative to ``base`` (the image's folder).
+
+    The document travels with the image (PNG chunk, uploaded sidecar): a path like
+    ``/home/alice/wf.json`` names a user and a machine. Only strings that are
+    absolute *and* exist here are rewritten, so a prompt that starts with ``/``
+    is left alone; a path on another drive (Windows) keeps only its file name.
+    """
+    if isinstance(meta, dict):
+        return {k: v if k in _TEXT_KEYS else localise_paths(v, base) for k, v in meta.items()}
+    if isinstance(meta, list):
+        return [localise_paths(v, base) for v in meta]
+    if isinstance(meta, str) and "\x00" not in meta and len(meta) < 4096 and os.path.isabs(meta) \
+            and "://" not in meta and os.path.exists(meta):
+        try:
+            return Path(os.path.relpath(meta, base)).as_posix()
+        except ValueError:
+            return Path(meta).name
+    return meta
+
+
 @dataclass(frozen=True)
 class OutputContext:
     """What an output's metadata records about where it came from."""
@@ -78,6 +132,8 @@ class OutputContext:
     #: what the output was composed from: the recipe file's sha256 or a composition's recipe_hash
     recipe_hash: str | None = None
     categories: tuple[str, ...] = ()
+    #: the recipe's ``output.prefix``: the first part of recipe items' object keys
+    key_prefix: str | None = None
     #: the item's result record: it makes the sidecar the cache/resume marker too
     result: Mapping[str, object] = field(default_factory=dict)
 
@@ -103,13 +159,14 @@ class Publication:
 
 
 def object_key_for(context: OutputContext, target: Path) -> str:
-    """The object key: ``<recipe>/<item>`` for recipe items; one-off renders get
-    ``adhoc/<UTC time>_<name>`` so repeated ``-o out.png`` never overwrite each other."""
+    """The object key: ``<prefix>/<item>`` for recipe items (``output.prefix``, by
+    default the recipe name); one-off renders get ``adhoc/<UTC time>_<name>`` so
+    repeated ``-o out.png`` never overwrite each other."""
     from comfy_gen.storage import object_key
 
     suffix = target.suffix or ".png"
     if context.item_id is not None:
-        return object_key(context.recipe or "adhoc", context.item_id, suffix)
+        return object_key(context.key_prefix or context.recipe or "adhoc", context.item_id, suffix)
     return object_key(context.recipe or "adhoc", f"{utc_stamp()}_{target.stem}", suffix)
 
 
@@ -154,6 +211,8 @@ def keep_output(source: Path, target: Path, *, key: str, metadata: dict[str, Any
 
     source, target = Path(source), Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    if metadata is not None:
+        metadata = localise_paths(metadata, target.parent.resolve())
     meta = None if metadata is None else {**metadata, "storage": dict(metadata.get("storage") or {})}
     staging = target.with_name(f"{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
@@ -223,6 +282,12 @@ def publish_output(kept: KeptOutput, storage: "Storage", outbox: "Outbox | None"
     if kept.metadata is not None and obj.url:
         kept.metadata["storage"].update(url=obj.url, key=obj.key or kept.key)
         write_sidecar(kept.file, kept.metadata)
+    elif obj.url:
+        # Published later than it was kept (a cached item, an earlier local-only run):
+        # the sidecar on disk is the record to update.
+        from comfy_gen.storage.outbox import record_url
+
+        record_url(kept.file, obj)
     return publication
 
 

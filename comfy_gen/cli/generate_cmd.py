@@ -346,7 +346,7 @@ def reproduce(image: str, **opts: Any) -> int:
     Uses the comfy-gen PNG chunk or sidecar; for a plain ComfyUI image, its
     embedded API graph is queued as it is.
     """
-    from comfy_gen.errors import MetadataNotFound
+    from comfy_gen.errors import MetadataNotFound, UsageError
     from comfy_gen.metadata import read_metadata
     from comfy_gen.params import GenerationParams
 
@@ -355,7 +355,16 @@ def reproduce(image: str, **opts: Any) -> int:
     info = meta.get("comfy_gen") or {}
     workflow = info.get("workflow") or (meta.get("workflow") or {}).get("name")
     if info.get("params") and workflow:
-        request = build_request(opts, workflow=str(workflow), params=GenerationParams.from_dict(info["params"]))
+        # A workflow outside the workflows folder is recorded relative to the image
+        # (comfy_gen.outputs.localise_paths): resolve it from there first.
+        beside = Path(image).resolve().parent / str(workflow)
+        if not Path(str(workflow)).is_absolute() and beside.is_file():
+            workflow = str(beside)
+        try:
+            params = GenerationParams.from_dict(info["params"])
+        except UsageError as exc:
+            raise UsageError(f"{image}: field 'comfy_gen.params' of its metadata: {exc.message}") from exc
+        request = build_request(opts, workflow=str(workflow), params=params)
     elif isinstance(meta.get("prompt"), dict):
         from comfy_gen.workflow import get_params, normalize_graph
 

@@ -32,11 +32,11 @@ def generate(request: GenerateRequest, *, settings: Settings, on_event: EventCal
     ExecutionInterrupted when ``cancel`` is set. A kept image that failed
     validation is a result (``status`` best_effort/failed), not an error.
     """
-    from comfy_gen.outputs import adhoc_output_path
+    from comfy_gen.outputs import adhoc_output_path, check_output_folder
 
     _check_request(request)
     target = adhoc_output_path(settings, request.output, trust=request.paths)  # PathNotAllowed before any work
-    _check_writable(target)
+    check_output_folder(target.parent)
     job = _Job(request, settings, on_event, cancel or CancelToken())
     try:
         return job.run(target)
@@ -46,12 +46,20 @@ def generate(request: GenerateRequest, *, settings: Settings, on_event: EventCal
 
 def _check_request(request: GenerateRequest) -> None:
     """Everything that can be checked before the server is contacted."""
-    from comfy_gen.params import validate_ranges
+    from comfy_gen.params import text_problem, validate_ranges
     from comfy_gen.strategies import list_strategies
 
     if not request.params.prompt and not request.dry_run:
         raise UsageError("--prompt is required (unless --dry-run)")
     validate_ranges(request.params)
+    texts = {"output": request.output, "preset": request.preset, "workflow_name": request.workflow_name,
+             "workflow": request.workflow if isinstance(request.workflow, str) else None,
+             "input_image": request.input_image.ref if request.input_image else None,
+             **{f"organization.{k}": v for k, v in request.organization.to_dict().items()}}
+    for field_name, value in texts.items():
+        problem = text_problem(value, field_name)
+        if problem:
+            raise UsageError(problem)
     if request.organization.tags:
         from comfy_gen.metadata import parse_tags
 
@@ -65,15 +73,6 @@ def _check_request(request: GenerateRequest) -> None:
         from comfy_gen.catalog.records import check_generation_id
 
         check_generation_id(request.generation_id)
-
-
-def _check_writable(target: Path) -> None:
-    # A trusted path may point anywhere: fail now, not after the GPU work.
-    folder = target.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise UsageError(f"Cannot write the output to {target}: {folder} is not a folder")
 
 
 def _gate(settings: Settings, url: str) -> "GpuGate":
