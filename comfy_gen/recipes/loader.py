@@ -243,5 +243,6 @@ def _build(data: dict[str, Any], sections: Sections, doc: YamlDoc, *, path: Path
             upload=bool(output.get("upload", False)), contact_sheet=bool(output.get("contact_sheet", False))),
         nightly=bool(data.get("nightly", False)),
         policy_tier=data.get("policy_tier"),
+        stage_tasks=str(data.get("stage_tasks", "auto")),
         lines=lines,
     )
