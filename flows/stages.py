@@ -29,9 +29,16 @@ def _call(body: Callable[[], Any]) -> Any:
     return body()
 
 
+def _never(task: Any, task_run: Any, state: Any) -> bool:
+    return False
+
+
 def _stage_task(name: str) -> Task[..., Any]:
+    # retries=1 with a condition that never retries: a stage is never retried on its
+    # own (the item is), and Prefect's engine logs its "Task run failed" line with
+    # exc_info only for tasks that have retries=0; the Failed state still shows.
     return task(name=name, task_run_name=name, cache_policy=NO_CACHE, persist_result=False,
-                log_prints=False)(_call)
+                log_prints=False, retries=1, retry_condition_fn=_never)(_call)
 
 
 #: Built once: a Task per stage name (``with_options`` per call would rebuild one each time).

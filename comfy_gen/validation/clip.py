@@ -127,24 +127,59 @@ def _unavailable(model_name: str, exc: BaseException) -> ValidatorUnavailable:
         hint=unavailable_hint())
 
 
+def _in_hub_cache(model_name: str) -> bool:
+    """Whether the local hub cache holds the model's config (no transformers import)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    try:
+        return isinstance(try_to_load_from_cache(model_name, "config.json"), str)
+    except ValueError:  # not a valid repo id: only from_pretrained can say what it is
+        return True
+
+
+def _require_hub(model_name: str, cause: BaseException | None = None) -> None:
+    """Raise ValidatorUnavailable now unless the hub can be asked for ``model_name``:
+    offline mode is off and a ~1 s TCP probe reaches it."""
+    from comfy_gen.config import hub_offline
+
+    if hub_offline():
+        raise ValidatorUnavailable(
+            f"CLIP model {model_name!r} is not in the local model cache and hub access is off "
+            "(HF_HUB_OFFLINE)", hint=unavailable_hint()) from cause
+    address = hub_address()
+    if not hub_reachable(address):
+        raise ValidatorUnavailable(
+            f"CLIP model {model_name!r} is not in the local model cache and the model hub "
+            f"({address[0]}:{address[1]}) cannot be reached", hint=unavailable_hint()) from cause
+    log.info("CLIP model %s is not cached; downloading it from the hub", model_name)
+
+
+def precheck(model_name: str) -> None:
+    """Fail now (ValidatorUnavailable) if ``model_name`` cannot be loaded for a reason
+    known without torch: a missing folder, or a hub id neither cached nor reachable."""
+    if _looks_local(model_name):
+        path = Path(model_name).expanduser()
+        if not path.is_dir():
+            raise ValidatorUnavailable(f"CLIP model folder not found: {path}", hint=unavailable_hint())
+    elif not _in_hub_cache(model_name):
+        _require_hub(model_name)
+
+
 def load_clip(model_name: str, device: str) -> tuple[Any, Any]:
     """``CLIPModel`` and ``CLIPProcessor`` from a hub id or local folder, in eval mode
     on ``device``; every load failure becomes ``ValidatorUnavailable`` (once, here).
 
-    A hub id is read from the local cache first; the hub is asked only when the
-    model is not cached, offline mode is off and a ~1 s TCP probe reaches it, so a
-    missing model fails in about a second instead of after the hub client's
-    connection retries and time-outs (35-43 s measured).
+    A hub id is read from the local cache first (``local_files_only``); the hub is
+    asked only when the model is not cached, offline mode is off and a ~1 s TCP
+    probe reaches it. So a missing model fails in about a second (before even
+    importing transformers when the cache has no trace of it) instead of after
+    the hub client's retries and time-outs (23-43 s measured).
     """
-    from comfy_gen.config import hub_offline
-
     local = _looks_local(model_name)
-    source = model_name
-    if local:
-        path = Path(model_name).expanduser()
-        if not path.is_dir():
-            raise ValidatorUnavailable(f"CLIP model folder not found: {path}", hint=unavailable_hint())
-        source = str(path)
+    source = str(Path(model_name).expanduser()) if local else model_name
+    precheck(model_name)
     try:
         from transformers.utils import logging as hf_logging
     except ImportError as exc:
@@ -164,16 +199,7 @@ def load_clip(model_name: str, device: str) -> tuple[Any, Any]:
         except _load_errors() as cache_miss:
             if local:
                 raise
-            if hub_offline():
-                raise ValidatorUnavailable(
-                    f"CLIP model {model_name!r} is not in the local model cache and hub access is off "
-                    "(HF_HUB_OFFLINE)", hint=unavailable_hint()) from cache_miss
-            address = hub_address()
-            if not hub_reachable(address):
-                raise ValidatorUnavailable(
-                    f"CLIP model {model_name!r} is not in the local model cache and the model hub "
-                    f"({address[0]}:{address[1]}) cannot be reached", hint=unavailable_hint()) from cache_miss
-            log.info("CLIP model %s is not cached; downloading it from the hub", model_name)
+            _require_hub(model_name, cache_miss)  # cached only in part (no weights, say)
             model, processor = _from_pretrained(source, local_only=False)
         # transformers types the wrapped .to() with self as its first argument.
         model = model.to(device).eval()
@@ -395,6 +421,8 @@ def get_validator(model_name: str | None = None, *, device: str | None = None) -
 
     settings = get_settings()
     name = model_name or settings.clip_model
+    if device is None and not settings.clip_device and not any(key[0] == name for key in _CACHE):
+        precheck(name)  # before torch is imported to pick a device: a missing model fails in ~1 s
     dev = device or settings.clip_device or default_device()
     key = (name, dev)
     with _CACHE_LOCK:  # held while loading so two threads never build the same model
