@@ -28,7 +28,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from comfy_gen import batch
 from comfy_gen.config import get_settings
-from comfy_gen.errors import BatchFailed, ComfyGenError, current_hint_context, hint_context, is_transient
+from comfy_gen.errors import (BatchFailed, ComfyGenError, HintContext, current_hint_context, hint_context,
+                              is_transient)
 from comfy_gen.results import VERDICT_LABELS, ItemResult, error_result
 from comfy_gen.runs import finish_run, plan_run, stage_tasks_wanted
 from comfy_gen.storage import new_run_id
@@ -114,6 +115,16 @@ def render_item(item: dict[str, Any], run_key: str) -> State:
     return Completed(name=VERDICT_LABELS[result.verdict], message=result.headline(), data=result)
 
 
+def _hint_context() -> HintContext:
+    """"deployment" when a deployment started this flow run (read from the run context:
+    ``prefect.runtime.deployment.id`` asks the API), else the caller's context."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    run = context.flow_run if context else None
+    return "deployment" if run is not None and run.deployment_id else current_hint_context()
+
+
 def _flow_run_name() -> str:
     from prefect.runtime import flow_run
 
@@ -134,12 +145,11 @@ def render_recipe(recipe: str, force: bool = False, upload: bool | None = None,
     ``force`` re-renders items that are already stored; ``upload`` overrides the
     recipe's output.upload; ``backend`` overrides the recipe's backend.
     """
-    from prefect.runtime import deployment, flow_run
+    from prefect.runtime import flow_run
 
     # A deployment has no CLI flags: its errors name settings and recipe fields.
     # (A sub-flow of a deployed nightly run inherits the context.)
-    context = "deployment" if deployment.id else current_hint_context()
-    with hint_context(context):
+    with hint_context(_hint_context()):
         return _render(recipe, force=force, upload=upload, backend=backend, max_items=max_items,
                        flow_run_id=str(flow_run.id) if flow_run.id else None)
 
@@ -238,9 +248,7 @@ def _nightly_run_name() -> str:
 @flow(name="render-nightly", flow_run_name=_nightly_run_name, log_prints=False)
 def render_nightly(recipes: list[str] | None = None, force: bool = False) -> list[dict[str, Any]]:
     """Render the recipes listed, or every recipe in the recipes folder marked ``nightly: true``."""
-    from prefect.runtime import deployment
-
-    with hint_context("deployment" if deployment.id else current_hint_context()):
+    with hint_context(_hint_context()):
         return _nightly(recipes, force)
 
 
