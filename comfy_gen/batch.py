@@ -6,6 +6,12 @@ item from cache check to upload and returns an ``ItemResult`` (paths, keys and
 scores, never image bytes). The flow in ``flows/`` wraps these in tasks;
 ``comfy_gen.runs`` plans a run before and records it after.
 
+Deciding what renders comes first: ``triage`` checks every item against its
+sidecar (job key and image, no server, no model) and splits the run into items
+stored earlier, stored items still to publish, and items to render. Only the
+last need preflight, ComfyUI and loaded validators; stored items are re-judged
+by ``ValidationPlan.rejudger`` (current thresholds, no model).
+
 Caching and resume: an item's output is stored under a name derived from its
 id (``<output>/<recipe>/items/<item_id>.png``) next to a sidecar recording the
 ``job_key``: a hash of the fully composed workflow (graph + seed + inputs).
@@ -38,6 +44,7 @@ from comfy_gen.hashing import digest
 from comfy_gen.outputs import (KeptOutput, OutputContext, Publication, build_output_metadata, keep_output,
                                object_key_for, publish_output)
 from comfy_gen.params import resolve_seed
+from comfy_gen.pipeline import StageRunner, direct_stage
 from comfy_gen.results import ItemResult, ItemVerdict, Span, as_verdict
 from comfy_gen.storage import LocalStore, sidecar_path
 from comfy_gen.validation.plan import PreparedPlan
@@ -66,6 +73,7 @@ class BatchRun:
     outbox: "Outbox | None" = None
     layout: tuple[str | None, str | None] = (None, None)   # contact-sheet rows/cols axes
     cancelled: threading.Event = field(default_factory=threading.Event)
+    stage: StageRunner = direct_stage   # how each item's stages run (the flow: nested task runs)
     backends: BackendPool = field(init=False)
     _outstanding: dict[str, str] = field(default_factory=dict)   # prompt id -> backend
     _workflows: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -163,6 +171,60 @@ class BatchRun:
             self.validation.close()
 
 
+@dataclass(frozen=True)
+class Triage:
+    """A run's items split before any work: what is stored, what to publish, what to render."""
+
+    stored: tuple[ItemResult, ...] = ()                       # done earlier, nothing to do
+    to_publish: tuple[tuple["RecipeItem", ItemResult], ...] = ()   # stored, upload still missing
+    to_render: tuple["RecipeItem", ...] = ()
+
+    @property
+    def render_count(self) -> int:
+        return len(self.to_render)
+
+
+def triage(run: BatchRun, items: "list[RecipeItem] | tuple[RecipeItem, ...]") -> Triage:
+    """Split ``items`` by a cheap cache check (job key vs sidecar, image present).
+
+    Reads local files only: no server is contacted and no model loaded; stored
+    items are judged by ``run.validation`` (a ``rejudger`` is enough). With
+    ``run.force`` every item renders.
+    """
+    if run.force:
+        return Triage(to_render=tuple(items))
+    stored: list[ItemResult] = []
+    publish: list[tuple["RecipeItem", ItemResult]] = []
+    render: list["RecipeItem"] = []
+    for item in items:
+        resolved, key = resolve_item(run, item)
+        hit = cached_result(run, resolved, key)
+        if hit is None:
+            render.append(item)
+        elif run.upload and not hit.url:
+            publish.append((item, hit))
+        else:
+            stored.append(hit)
+    return Triage(stored=tuple(stored), to_publish=tuple(publish), to_render=tuple(render))
+
+
+def publish_stored(run: BatchRun, item: "RecipeItem", hit: ItemResult) -> ItemResult:
+    """Upload a stored item an earlier run kept local (or left in the outbox)."""
+    published = upload_cached(run, item, Path(hit.file or ""))
+    return hit.replace(upload=published.state, key=published.key, url=published.url,
+                       upload_error=published.error)
+
+
+def resolve_item(run: BatchRun, item: "RecipeItem") -> tuple["RecipeItem", str]:
+    """``item`` with its seed fixed (from its id, when random) and its job key."""
+    workflow = run.workflow(item.workflow)
+    if item.params.seed in (None, -1):
+        # Fix the seed from the item id so the job key names exactly what is rendered.
+        item = dataclasses.replace(item, params=item.params.replace(
+            seed=resolve_seed(None, random.Random(item.id))))
+    return item, job_key(workflow, item)
+
+
 def job_key(workflow: dict[str, Any], item: "RecipeItem") -> str:
     """Hash of the fully composed job: graph + seed + inputs (not the prompt id)."""
     from comfy_gen.workflow import apply_params
@@ -240,19 +302,12 @@ def run_item(run: BatchRun, item: "RecipeItem") -> ItemResult:
     if run.cancelled.is_set():
         raise ExecutionInterrupted("The run was cancelled before this item started")
     workflow = run.workflow(item.workflow)
-    if item.params.seed in (None, -1):
-        # Fix the seed from the item id so the job key names exactly what is rendered.
-        item = dataclasses.replace(item, params=item.params.replace(
-            seed=resolve_seed(None, random.Random(item.id))))
-    key = job_key(workflow, item)
+    item, key = resolve_item(run, item)
     if not run.force:
+        # Checked again: another run may have stored the item since the triage.
         hit = cached_result(run, item, key)
         if hit is not None:
-            if run.upload and not hit.url:
-                published = upload_cached(run, item, Path(hit.file or ""))
-                hit = hit.replace(upload=published.state, key=published.key, url=published.url,
-                                  upload_error=published.error)
-            return hit
+            return publish_stored(run, item, hit) if run.upload and not hit.url else hit
     # Stable for the whole run (Prefect retries of this item included), so a retry
     # adopts the job its first try queued instead of queueing a duplicate.
     nonce = f"/force-{run.run_id}" if run.force else ""
@@ -273,7 +328,7 @@ def run_item(run: BatchRun, item: "RecipeItem") -> ItemResult:
             strategy=refinement.strategy, max_attempts=refinement.max_attempts,
             validation_prompt=item.params.prompt, job_key=key + nonce, on_event=spans,
             gate=backend.gate, timeout=run.settings.job_timeout,
-            rng=random.Random(f"{item.id}{nonce}"), on_submitted=on_submitted,
+            rng=random.Random(f"{item.id}{nonce}"), on_submitted=on_submitted, stage=run.stage,
         )
     finally:
         run.untrack(submitted)
@@ -304,12 +359,16 @@ def finalize_item(run: BatchRun, item: "RecipeItem", key: str, outcome: Outcome,
         labels=dict(item.labels), result=result.to_record(), recipe_hash=f"sha256:{run.recipe.sha256}",
         categories=tuple(item.categories), key_prefix=run.recipe.output.prefix)
     target = run.item_image(item.id, best.files[0].suffix or ".png")
-    kept = keep_output(best.files[0], target, key=object_key_for(context, target),
-                       metadata=build_output_metadata(context, outcome))
-    published = Publication()
-    if run.upload:
-        published = Publication("local-only") if run.storage is None else \
-            publish_output(kept, run.storage, run.outbox)
+
+    def store() -> tuple[KeptOutput, Publication]:
+        kept = keep_output(best.files[0], target, key=object_key_for(context, target),
+                           metadata=build_output_metadata(context, outcome))
+        if not run.upload:
+            return kept, Publication()
+        return kept, (Publication("local-only") if run.storage is None else
+                      publish_output(kept, run.storage, run.outbox))
+
+    kept, published = run.stage("upload" if run.upload else "store", store)
     index_kept(run.settings, kept)  # after publishing: the row carries the object URL
     return result.replace(file=str(kept.file), sidecar=str(kept.sidecar) if kept.sidecar else None,
                           key=published.key, url=published.url, upload=published.state,

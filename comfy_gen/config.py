@@ -135,6 +135,15 @@ class Settings(BaseSettings):
         "(flows on several hosts); none = in-process only",
     )
     flow_workers: int = Field(8, ge=1, description="Threads per flow run (items in progress at once)")
+    stage_tasks: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Show compose/queue/await/validate/refine/upload as task runs nested under each item: "
+        "on, off, or auto = on when a run renders at most stage_tasks_max_items items (a recipe's "
+        "stage_tasks other than auto wins)",
+    )
+    stage_tasks_max_items: int = Field(
+        150, ge=0, description="auto stage tasks: the most items a run may render with nested stage task runs "
+        "(bench/README.md: what the Prefect server records without falling behind)")
 
     # --- HTTP API and web page (comfy-gen serve) ---
     api_token: SecretStr | None = Field(
@@ -522,3 +531,11 @@ def hub_offline_set() -> bool:
     import os
 
     return "HF_HUB_OFFLINE" in os.environ
+
+
+def hub_offline() -> bool:
+    """Whether Hugging Face hub access is switched off (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE)."""
+    import os
+
+    return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+               for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))

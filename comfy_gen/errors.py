@@ -43,11 +43,43 @@ policies (Prefect ``retry_condition_fn``, the outbox) check.
 
 Errors that come from misusing the API (wrong types, impossible states) are
 ``RuntimeError``/``TypeError`` and stay outside this tree.
+
+Hints name what the reader can change where the error is raised: a flag of the
+CLI, or the setting (environment variable of the worker, recipe field) of a
+deployment, which has no flags. ``hint_context("deployment")`` is set by the
+flow when a deployment runs it; ``contextual_hint(cli=..., deployment=...)``
+picks the text. The context is a ``ContextVar``: Prefect's thread task runner
+copies it into every task thread, and two flows in one process never mix.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from contextvars import ContextVar
+from typing import Any, Iterator, Literal
+
+HintContext = Literal["cli", "deployment"]
+
+_HINT_CONTEXT: ContextVar[HintContext] = ContextVar("comfy_gen_hint_context", default="cli")
+
+
+@contextlib.contextmanager
+def hint_context(context: HintContext) -> Iterator[None]:
+    """Errors raised inside the block get hints for ``context``."""
+    token = _HINT_CONTEXT.set(context)
+    try:
+        yield
+    finally:
+        _HINT_CONTEXT.reset(token)
+
+
+def current_hint_context() -> HintContext:
+    return _HINT_CONTEXT.get()
+
+
+def contextual_hint(*, cli: str, deployment: str) -> str:
+    """The hint for the context the error is raised in (CLI flags vs deployment settings)."""
+    return deployment if _HINT_CONTEXT.get() == "deployment" else cli
 
 
 class ComfyGenError(Exception):
@@ -369,5 +401,6 @@ __all__ = [
     "MetadataNotFound", "NotFound", "PathNotAllowed", "PolicyViolation", "PreflightError", "ProblemListError",
     "PromptRejected", "RecipeError", "ServiceBusy", "StorageAuthError", "StorageError", "StorageUnavailable",
     "TransientError", "UsageError", "ValidationFailed",
-    "ValidatorUnavailable", "WorkflowError", "is_transient",
+    "ValidatorUnavailable", "WorkflowError", "contextual_hint", "current_hint_context", "hint_context",
+    "is_transient",
 ]

@@ -142,6 +142,17 @@ def _rewrite_sidecar_id(old_path: Path, new_path: Path, old_id: str, new_id: str
     atomic_write_json(new_path, meta)
 
 
+def stage_tasks_wanted(recipe: "Recipe", settings: Settings, render_count: int) -> bool:
+    """Whether the items of a run show their stages as nested task runs: the
+    recipe's ``stage_tasks`` unless auto, else ``COMFY_GEN_STAGE_TASKS``; auto means
+    on while at most ``stage_tasks_max_items`` items render (what the Prefect
+    server records without falling behind, bench/README.md)."""
+    mode = recipe.stage_tasks if recipe.stage_tasks != "auto" else settings.stage_tasks
+    if mode == "auto":
+        return render_count <= settings.stage_tasks_max_items
+    return mode == "on"
+
+
 def finish_run(run: "BatchRun", results: Sequence[ItemResult], *, wall_seconds: float) -> RunSummary:
     """Summarise ``results`` and write the run record; returns the summary."""
     from comfy_gen.runrecord import write_record

@@ -223,5 +223,13 @@ def _build(data: dict[str, Any], sections: Sections, doc: YamlDoc, *, path: Path
             upload=bool(output.get("upload", False)), contact_sheet=bool(output.get("contact_sheet", False))),
         nightly=bool(data.get("nightly", False)),
         policy_tier=data.get("policy_tier"),
+        stage_tasks=_stage_tasks(data.get("stage_tasks", "auto")),
         lines=lines,
     )
+
+
+def _stage_tasks(value: object) -> str:
+    # YAML 1.1 reads a bare `on`/`off` as a boolean; the schema allows both spellings.
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
