@@ -193,7 +193,7 @@ def generation_from_metadata(meta: Mapping[str, Any], *, image: Path, sidecar: P
         workflow=_text(cg.get("workflow")) or _text(_section(meta, "workflow").get("name")),
         prompt=_text(params.get("prompt")) or _text(_section(meta, "input").get("prompt")),
         params=params,
-        categories=tuple(str(c) for c in cg.get("categories") or () if isinstance(c, str)),
+        categories=tuple(dict.fromkeys(c for c in cg.get("categories") or () if isinstance(c, str) and c)),
         scores=_scores(meta, result),
         verdict=_text(result.get("verdict")) or _text(refinement.get("final_status")),
         attempts=_attempts(result, refinement),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
@@ -100,16 +101,20 @@ class Catalog:
         record = read_generation(Path(sidecar_path), output_dir=self.output_dir)
         with self._session(write=True) as session:
             self._upsert(session, record, utcnow())
+            # No RETURNING anywhere: SQLite has it only from 3.35.
             superseded = session.execute(
-                delete(GenerationRow).where(GenerationRow.local_path == record.local_path,
-                                            GenerationRow.generation_id != record.generation_id)
-                .returning(GenerationRow.generation_id)).scalars().all()
+                select(GenerationRow.generation_id).where(GenerationRow.local_path == record.local_path,
+                                                          GenerationRow.generation_id != record.generation_id)
+            ).scalars().all()
             if superseded:
+                session.execute(delete(GenerationRow).where(GenerationRow.generation_id.in_(superseded)))
                 log.info("Catalog: %s replaces %s at %s", record.generation_id, ", ".join(superseded),
                          record.local_path)
-        found = self.get(record.generation_id)
-        assert found is not None
-        return found
+            fav = session.get(FavoriteRow, record.generation_id)
+            if fav is None:
+                return record
+            return dataclasses.replace(record, favorite=True, rating=fav.rating, feedback=fav.feedback,
+                                       tags=tuple(fav.tags or ()))
 
     def _upsert(self, session: Session, record: Generation, now: datetime) -> None:
         values: dict[str, Any] = {
@@ -129,7 +134,7 @@ class Catalog:
             index_elements=["generation_id"],
             set_={k: stmt.excluded[k] for k in values if k != "generation_id"}))
         session.execute(delete(CategoryRow).where(CategoryRow.generation_id == record.generation_id))
-        categories = list(dict.fromkeys(record.categories))
+        categories = record.categories
         if categories:
             session.execute(insert(CategoryRow).values(
                 [{"generation_id": record.generation_id, "category": c, "position": i}
@@ -250,10 +255,8 @@ class Catalog:
         if feedback is not None:
             values["feedback"] = check_feedback(feedback)
         with self._session(write=True) as session:
-            changed = session.execute(
-                update(FavoriteRow).where(FavoriteRow.generation_id == gid).values(values)
-                .returning(FavoriteRow.generation_id)).first()
-            if changed is None:
+            changed = session.execute(update(FavoriteRow).where(FavoriteRow.generation_id == gid).values(values))
+            if not changed.rowcount:  # type: ignore[attr-defined]
                 exists = session.get(GenerationRow, gid) is not None
                 raise FavoriteNotFound(gid) if exists else GenerationNotFound(gid)
         return self._favorite(gid)
@@ -262,8 +265,8 @@ class Catalog:
         """Unmark a favorite; False when it was not one (the generation itself stays)."""
         with self._session(write=True) as session:
             gone = session.execute(delete(FavoriteRow).where(FavoriteRow.generation_id == normalize_id(
-                generation_id)).returning(FavoriteRow.generation_id)).first()
-            return gone is not None
+                generation_id)))
+            return bool(gone.rowcount)  # type: ignore[attr-defined]
 
     def get_favorite(self, generation_id: str) -> Favorite | None:
         with self._session() as session:

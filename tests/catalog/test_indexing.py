@@ -149,3 +149,22 @@ def test_a_broken_catalog_never_fails_a_generation(emu: Emulator, use_backend, m
     assert json.loads(out)["indexed"] == 1
     with _open() as cat:
         assert [g.local_path for g in cat.list()] == [str(image.resolve())]
+
+
+def test_an_unreachable_catalog_is_not_retried_for_every_output(tmp_path: Path,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    from comfy_gen.catalog import index_kept
+    from comfy_gen.config import Settings
+    from tests.catalog.helpers import keep_fake_output
+
+    settings = Settings(output_dir=tmp_path / "output", state_dir=tmp_path / "state",
+                        database_url=f"postgresql+psycopg://comfy:{PASSWORD}@127.0.0.1:{free_port()}/x")
+    outputs = [keep_fake_output(tmp_path / "output", f"o{i}") for i in range(3)]
+    with caplog.at_level(logging.DEBUG, logger="comfy_gen.catalog"):
+        assert [index_kept(settings, k) for k in outputs] == [None, None, None]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "Could not index" in warnings[0].getMessage()
+    assert sum("not indexing" in r.getMessage() for r in caplog.records) == 2
+    assert all(k.file.is_file() and k.sidecar.is_file() for k in outputs)
+    assert PASSWORD not in caplog.text
+    close_shared()
