@@ -23,7 +23,7 @@ from prefect.client.schemas.objects import State
 from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from comfy_gen import batch
+from comfy_gen import batch, observe
 from comfy_gen.config import get_settings
 from comfy_gen.errors import BatchFailed, is_transient
 from comfy_gen.results import VERDICT_LABELS, ItemResult, error_result
@@ -130,6 +130,7 @@ def render_recipe(recipe: str, force: bool = False, upload: bool | None = None,
     run_key = run.run_id
     _RUNS[run_key] = run
     payload = [it.to_dict() for it in plan.items]
+    observe.run_started(run.run_id, plan.recipe.name, len(plan.items))
     logger.info("Recipe %s: %d items, backend(s) %s", plan.recipe.name, len(plan.items), ", ".join(plan.backends))
     if plan.migrated:
         logger.info("%d stored item(s) renamed to the current id scheme; none is rendered again", plan.migrated)
@@ -180,6 +181,7 @@ def _collect(futures: Any, by_future: dict[int, Any], results: list[ItemResult],
             # One line: the task run's own log already holds the traceback.
             logger.error("Item %s failed: %s", item.id, result.headline())
         results.append(result)
+        observe.item_finished(result)
         progress.update(len(results))
 
 
