@@ -42,10 +42,10 @@ class ProgressPrinter:
         self.seed_events = SeedEvents()
         self._bar: Any = None   # comfy_gen.cli.progress.SamplingBar, started on the first event
 
-    def close(self) -> None:
-        """Stop the live display (the terminal gets its cursor back)."""
+    def close(self, *, done: bool = False) -> None:
+        """Stop the live display (the terminal gets its cursor back); ``done`` says so on it."""
         if self._bar is not None:
-            self._bar.close()
+            self._bar.close(done=done)
             self._bar = None
 
     def __call__(self, event: "Event") -> None:
@@ -206,10 +206,11 @@ def run_generate(request: "GenerateRequest", *, json_progress: bool, quiet: bool
     from comfy_gen.service import generate
 
     printer = ProgressPrinter(json_progress=json_progress, quiet=quiet, validating=request.validation.enabled)
+    result = None
     try:
         result = generate(request, settings=get_settings(), on_event=printer)
     finally:
-        printer.close()
+        printer.close(done=result is not None)
     _print_result(printer, result)
     error = result.validation_error()
     if error is not None:

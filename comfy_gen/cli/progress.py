@@ -326,20 +326,25 @@ class SamplingBar:
         self.task = self.progress.add_task("Queued", total=None, eta="")
         self.progress.start()
 
+    # Each event is drawn at once (refresh=True), not only on the next timer tick:
+    # a fast job's steps and states are all seen, in order.
     def state(self, description: str) -> None:
-        self.progress.update(self.task, description=description)
+        self.progress.update(self.task, description=description, eta="", refresh=True)
 
     def step(self, step: int, total: int, eta_seconds: float | None) -> None:
         eta = f"ETA {duration(eta_seconds)}" if eta_seconds is not None else ""
-        self.progress.update(self.task, description="Sampling", total=total, completed=step, eta=eta)
+        self.progress.update(self.task, description="Sampling", total=total, completed=step, eta=eta, refresh=True)
 
     def restart(self, description: str) -> None:
         self.progress.reset(self.task, description=description, total=None, eta="")
+        self.progress.refresh()
 
     def line(self, text: str, style: str | None = None) -> None:
         self.console.print(text, style=style, markup=False, highlight=False)
 
-    def close(self) -> None:
+    def close(self, *, done: bool = False) -> None:
+        if done:
+            self.progress.update(self.task, description="Done", eta="")
         self.progress.stop()
 
 
