@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -246,8 +247,10 @@ class RunDisplay:
             from rich.live import Live
 
             self._console = Console(file=self.stream)
+            # Prints on a std stream show above the display, but only a stream on the
+            # terminal is taken over: a redirected one (`2>log`, `--json | jq`) keeps its output.
             self._live = Live(console=self._console, get_renderable=self.render, refresh_per_second=4,
-                              redirect_stdout=True, redirect_stderr=True)
+                              redirect_stdout=_on_terminal(sys.stdout), redirect_stderr=_on_terminal(sys.stderr))
             self._live.start()
         self._observing = observing(self)
         self._observing.__enter__()
@@ -268,10 +271,11 @@ class RunDisplay:
         """Filter the console handlers Prefect put on the root logger (not its API handler)."""
         from prefect.logging.handlers import PrefectConsoleHandler
 
-        sink = self._print_record if self._live is not None else None
         for handler in logging.getLogger().handlers:
             if isinstance(handler, PrefectConsoleHandler) and not any(h is handler for h, _ in self._filters):
-                log_filter = ConsoleLogFilter(verbose=self.verbose, sink=sink)
+                # Records bound for the terminal print above the live display, not through it.
+                drawn_over = self._live is not None and _on_terminal(getattr(handler, "stream", None))
+                log_filter = ConsoleLogFilter(verbose=self.verbose, sink=self._print_record if drawn_over else None)
                 handler.addFilter(log_filter)
                 self._filters.append((handler, log_filter))
 
@@ -312,6 +316,13 @@ class RunDisplay:
             self._console.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
+def _on_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream is not None and stream.isatty())
+    except (AttributeError, ValueError):   # closed or not a real file
+        return False
+
+
 class SamplingBar:
     """`generate`'s live line on a terminal: state, sampling steps, ComfyUI's ETA.
     Messages print above it (``line``)."""
@@ -322,7 +333,8 @@ class SamplingBar:
 
         self.console = Console(file=stream)
         self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TextColumn("{task.fields[eta]}"), console=self.console)
+                                 MofNCompleteColumn(), TextColumn("{task.fields[eta]}"), console=self.console,
+                                 redirect_stdout=_on_terminal(sys.stdout), redirect_stderr=_on_terminal(sys.stderr))
         self.task = self.progress.add_task("Queued", total=None, eta="")
         self.progress.start()
 
