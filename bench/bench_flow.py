@@ -13,6 +13,8 @@ busy = sum(job time) / (last end - first start).
     python bench/bench_flow.py busy --items 200 --job-seconds 0.2
     python bench/bench_flow.py rerun --items 200
     python bench/bench_flow.py scale --items 2000
+    python bench/bench_flow.py busy --items 200 --job-seconds 0.2 --modes comfy-gen --stage-tasks on
+    python bench/bench_flow.py stages --items 50,150,400
 
 Results are printed as markdown rows; copy them into bench/README.md.
 """
@@ -125,6 +127,7 @@ def cmd_busy(args: argparse.Namespace) -> None:
     _setup(tmp)
     step = args.job_seconds / STEPS
     rows = []
+    os.environ["COMFY_GEN_STAGE_TASKS"] = args.stage_tasks
     for mode in args.modes.split(","):
         with Emulator(port=0, step_time=step, data_dir=tmp / f"emu-{mode}") as emu:
             started = time.monotonic()
@@ -185,6 +188,57 @@ def cmd_scale(args: argparse.Namespace) -> None:
                       "task_runs_completed_in_prefect": recorded}, indent=2))
 
 
+def cmd_stages(args: argparse.Namespace) -> None:
+    """How many task runs the server records as fast as a run with stage task runs
+    makes them: for each size, the flow's wall time, then how long after the flow
+    returned until the server held every task run, and the rate it absorbed them."""
+    from comfy_gen.emulator import Emulator
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-stages-"))
+    _setup(tmp)
+    os.environ["COMFY_GEN_STAGE_TASKS"] = "on"
+    rows = []
+    for n in [int(x) for x in args.items.split(",")]:
+        with Emulator(port=0, step_time=args.job_seconds / STEPS, data_dir=tmp / f"emu-{n}") as emu:
+            summary = run_flow(emu, _recipe(tmp, f"stages-{n}-{uuid.uuid4().hex[:6]}", n))
+            busy = busy_fraction(emu.stats()["busy"])
+        expected = 1 + n * 5  # preflight + per item: the item, compose, queue, await, store
+        ended = time.monotonic()
+        recorded = _count_all(summary["flow_run_id"], expected)
+        lag = time.monotonic() - ended
+        rate = recorded / (summary["measured_wall"] + lag)
+        rows.append((n, expected, recorded, summary["measured_wall"], lag, rate, busy))
+        print(json.dumps({"items": n, "expected": expected, "recorded": recorded,
+                          "flow_s": round(summary["measured_wall"], 1), "lag_s": round(lag, 1),
+                          "runs_per_s": round(rate, 1), "busy": round(busy, 4)}), flush=True)
+    print("| items | task runs | recorded | flow wall s | recorded after flow end s | task runs/s | GPU busy |")
+    print("|---|---|---|---|---|---|---|")
+    for n, expected, recorded, wall, lag, rate, busy in rows:
+        print(f"| {n} | {expected} | {recorded} | {wall:.1f} | {lag:.1f} | {rate:.0f} | {100 * busy:.1f} % |")
+
+
+def _count_all(flow_run_id: str, expected: int, settle: float = 180.0) -> int:
+    """Completed task runs of the flow run the server holds, polled until ``expected``
+    or until the number stops growing for 10 s."""
+    from prefect.client.orchestration import get_client
+
+    body = {"flow_runs": {"id": {"any_": [flow_run_id]}},
+            "task_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}}
+    deadline = time.monotonic() + settle
+    count, last, still = -1, -1, time.monotonic()
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            count = int(client._client.post("/task_runs/count", json=body).json())
+            if count >= expected:
+                break
+            if count != last:
+                last, still = count, time.monotonic()
+            elif time.monotonic() - still > 10:
+                break
+            time.sleep(0.1)
+    return count
+
+
 def _count_recorded(flow_run_id: str, settle: float = 180.0) -> int:
     """Completed render-item task runs the Prefect server recorded for the run
     (polled until the number stops growing: the server records asynchronously)."""
@@ -215,12 +269,53 @@ def main() -> None:
     busy.add_argument("--modes", default="raw,comfy-gen,original")
     busy.add_argument("--validate", action="store_true",
                       help="comfy-gen scores every image with a ViT-B/32-sized CLIP on the CPU")
+    busy.add_argument("--stage-tasks", default="off", choices=["auto", "on", "off"],
+                      help="COMFY_GEN_STAGE_TASKS for the comfy-gen mode (nested stage task runs)")
+    stages = sub.add_parser("stages")
+    stages.add_argument("--items", default="50,150,400", help="comma-separated recipe sizes")
+    stages.add_argument("--job-seconds", type=float, default=0.05)
     rerun = sub.add_parser("rerun")
     rerun.add_argument("--items", type=int, default=200)
     scale = sub.add_parser("scale")
     scale.add_argument("--items", type=int, default=2000)
     args = parser.parse_args()
-    {"busy": cmd_busy, "rerun": cmd_rerun, "scale": cmd_scale}[args.cmd](args)
+    {"busy": cmd_busy, "rerun": cmd_rerun, "scale": cmd_scale, "stages": cmd_stages}[args.cmd](args)
+
+
+def measure(quick: bool = False) -> list[dict]:
+    """bench/run_all.py hook: GPU busy (0.2 s jobs; 1 s jobs in full runs), unchanged re-run,
+    and (full runs) peak RSS at 2,000 items. Quick: 40 items, a sanity run."""
+    from comfy_gen.emulator import Emulator
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-flow-"))
+    _setup(tmp)
+    rows = []
+    busy_cases = [(40, 0.2)] if quick else [(200, 1.0), (200, 0.2)]
+    for items, job_seconds in busy_cases:
+        with Emulator(port=0, step_time=job_seconds / STEPS, data_dir=tmp / f"emu-busy-{job_seconds}") as emu:
+            run_flow(emu, _recipe(tmp, f"busy-{uuid.uuid4().hex[:6]}", items))
+            busy = busy_fraction(emu.stats()["busy"])
+        floor = 0.99 if job_seconds >= 1.0 else 0.97
+        rows.append({"metric": f"GPU busy, {items} items of {job_seconds} s", "value": f"{100 * busy:.1f} %",
+                     "target": f">= {100 * floor:.0f} %", "met": busy >= floor})
+    items = 40 if quick else 200
+    with Emulator(port=0, step_time=0.005, data_dir=tmp / "emu-rerun") as emu:
+        recipe = _recipe(tmp, "rerun", items)
+        run_flow(emu, recipe)
+        before = emu.stats()["jobs_completed"]
+        second = run_flow(emu, recipe)
+        jobs = emu.stats()["jobs_completed"] - before
+    wall = second["measured_wall"]
+    rows.append({"metric": f"unchanged {items}-item re-run", "value": f"{jobs} jobs, {wall:.1f} s",
+                 "target": "0 jobs, < 10 s", "met": jobs == 0 and wall < 10})
+    if not quick:
+        recipe = _recipe(tmp, "scale", 2000)
+        with Emulator(port=0, step_time=0.001, data_dir=tmp / "emu-scale") as emu:
+            run_flow(emu, recipe)
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rows.append({"metric": "peak RSS, 2,000-item flow", "value": f"{peak_mib:.0f} MiB",
+                     "target": "< 1.5 GiB", "met": peak_mib < 1536})
+    return rows
 
 
 if __name__ == "__main__":

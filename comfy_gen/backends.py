@@ -53,6 +53,16 @@ class BackendPool:
         """The backend an item renders on: today its preferred (placed) backend."""
         return self.get(preferred)
 
+    def activity(self) -> "GateActivity":
+        """Jobs holding a GPU slot (queued or rendering in ComfyUI) and items waiting
+        for one, over every backend opened so far."""
+        holding = waiting = 0
+        for backend in self:
+            if isinstance(backend.gate, _CancellableGate):
+                holding += backend.gate.holding
+                waiting += backend.gate.waiting
+        return GateActivity(holding=holding, waiting=waiting)
+
     def __iter__(self) -> Iterator[Backend]:
         with self._lock:
             return iter(list(self._backends.values()))
@@ -76,20 +86,45 @@ class BackendPool:
                        gate=_CancellableGate(gate, self.cancelled))
 
 
+@dataclass(frozen=True)
+class GateActivity:
+    """What the GPU gates of a run are doing right now (progress reports)."""
+
+    holding: int = 0   # jobs queued or rendering in ComfyUI (at most the GPU limit per backend)
+    waiting: int = 0   # items with a job ready, waiting for a slot ("Waiting for GPU")
+
+
 class _CancellableGate:
     """The GPU gate, refusing to let a job through once the run is cancelled
-    (items already waiting for a slot must not queue new jobs after a Ctrl-C)."""
+    (items already waiting for a slot must not queue new jobs after a Ctrl-C).
+    Counts this run's threads waiting for a slot and holding one."""
 
     def __init__(self, gate: "GpuGate", cancelled: threading.Event) -> None:
         self._gate = gate
         self._cancelled = cancelled
+        self._lock = threading.Lock()
+        self.waiting = 0
+        self.holding = 0
+
+    def _count(self, waiting: int = 0, holding: int = 0) -> None:
+        with self._lock:
+            self.waiting += waiting
+            self.holding += holding
 
     def __enter__(self) -> "_CancellableGate":
-        self._gate.__enter__()
+        self._count(waiting=1)
+        try:
+            self._gate.__enter__()
+        finally:
+            self._count(waiting=-1)
         if self._cancelled.is_set():
             self._gate.__exit__(None, None, None)
             raise ExecutionInterrupted("The run was cancelled before this job was queued")
+        self._count(holding=1)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._gate.__exit__(*exc)
+        try:
+            self._gate.__exit__(*exc)
+        finally:
+            self._count(holding=-1)

@@ -6,6 +6,12 @@ item from cache check to upload and returns an ``ItemResult`` (paths, keys and
 scores, never image bytes). The flow in ``flows/`` wraps these in tasks;
 ``comfy_gen.runs`` plans a run before and records it after.
 
+Deciding what renders comes first: ``triage`` checks every item against its
+sidecar (job key and image, no server, no model) and splits the run into items
+stored earlier, stored items still to publish, and items to render. Only the
+last need preflight, ComfyUI and loaded validators; stored items are re-judged
+by ``ValidationPlan.rejudger`` (current thresholds, no model).
+
 Caching and resume: an item's output is stored under a name derived from its
 id (``<output>/<recipe>/items/<item_id>.png``) next to a sidecar recording the
 ``job_key``: a hash of the fully composed workflow (graph + seed + inputs).
@@ -29,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from comfy_gen import observe
 from comfy_gen.backends import BackendPool
+from comfy_gen.catalog import index_kept
 from comfy_gen.comfyui.events import Event, ExecutionError, ExecutionInterrupted as InterruptedEvent
 from comfy_gen.comfyui.events import ExecutionStart, ExecutionSuccess
 from comfy_gen.config import Settings
@@ -38,6 +45,7 @@ from comfy_gen.hashing import digest
 from comfy_gen.outputs import (KeptOutput, OutputContext, Publication, build_output_metadata, keep_output,
                                object_key_for, publish_output)
 from comfy_gen.params import resolve_seed
+from comfy_gen.pipeline import StageRunner, direct_stage
 from comfy_gen.results import ItemResult, ItemVerdict, Span, as_verdict
 from comfy_gen.storage import LocalStore, sidecar_path
 from comfy_gen.validation.plan import PreparedPlan
@@ -66,6 +74,7 @@ class BatchRun:
     outbox: "Outbox | None" = None
     layout: tuple[str | None, str | None] = (None, None)   # contact-sheet rows/cols axes
     cancelled: threading.Event = field(default_factory=threading.Event)
+    stage: StageRunner = direct_stage   # how each item's stages run (the flow: nested task runs)
     backends: BackendPool = field(init=False)
     _outstanding: dict[str, str] = field(default_factory=dict)   # prompt id -> backend
     _workflows: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -95,8 +104,13 @@ class BatchRun:
     def run_dir(self) -> Path:
         return self.store.run_dir(self.folder, self.run_id)
 
-    def item_image(self, item_id: str) -> Path:
-        return self.store.item_path(self.folder, item_id)
+    def item_image(self, item_id: str, ext: str | None = None) -> Path:
+        """The item's stable file: ``<id><ext>``; without ``ext``, the one an earlier
+        run kept (a video item keeps its own extension), else ``<id>.png``."""
+        if ext is None:
+            found = self.store.find_existing(self.folder, item_id)
+            return found if found is not None else self.store.item_path(self.folder, item_id)
+        return self.store.item_path(self.folder, item_id, ext)
 
     # -- shared resources ----------------------------------------------------
     def workflow(self, name: str) -> dict[str, Any]:
@@ -123,8 +137,13 @@ class BatchRun:
 
     # -- cancellation (Ctrl-C / a cancelled flow run) ---------------------------
     def track(self, prompt_id: str, backend: str) -> None:
+        """Record a job we queued. A job whose POST was in flight while the run
+        was cancelled missed ``cancel_all``'s snapshot: it is cancelled here."""
         with self._lock:
             self._outstanding[prompt_id] = backend
+            late = self.cancelled.is_set()
+        if late:
+            self._cancel(prompt_id, backend)
 
     def untrack(self, prompt_ids: list[str]) -> None:
         with self._lock:
@@ -134,22 +153,77 @@ class BatchRun:
     def cancel_all(self) -> int:
         """Stop the run: items not started yet fail fast, and our jobs still in
         ComfyUI are deleted or interrupted (never anyone else's). Finished items stay."""
-        self.cancelled.set()
+        # Set under the lock: a job tracked after this point is cancelled by track().
         with self._lock:
+            self.cancelled.set()
             outstanding = dict(self._outstanding)
-        cancelled = 0
-        for pid, backend in outstanding.items():
-            try:
-                if self.backends.get(backend).client.cancel(pid, retry=False) != "not_found":
-                    cancelled += 1
-            except ComfyGenError as exc:
-                log.warning("Could not cancel job %s: %s", pid, exc)
-        return cancelled
+        return sum(self._cancel(pid, backend) for pid, backend in outstanding.items())
+
+    def _cancel(self, prompt_id: str, backend: str) -> bool:
+        try:
+            return self.backends.get(backend).client.cancel(prompt_id, retry=False) != "not_found"
+        except ComfyGenError as exc:
+            log.warning("Could not cancel job %s: %s", prompt_id, exc)
+            return False
 
     def close(self) -> None:
         self.backends.close()
         if self.validation is not None:
             self.validation.close()
+
+
+@dataclass(frozen=True)
+class Triage:
+    """A run's items split before any work: what is stored, what to publish, what to render."""
+
+    stored: tuple[ItemResult, ...] = ()                       # done earlier, nothing to do
+    to_publish: tuple[tuple["RecipeItem", ItemResult], ...] = ()   # stored, upload still missing
+    to_render: tuple["RecipeItem", ...] = ()
+
+    @property
+    def render_count(self) -> int:
+        return len(self.to_render)
+
+
+def triage(run: BatchRun, items: "list[RecipeItem] | tuple[RecipeItem, ...]") -> Triage:
+    """Split ``items`` by a cheap cache check (job key vs sidecar, image present).
+
+    Reads local files only: no server is contacted and no model loaded; stored
+    items are judged by ``run.validation`` (a ``rejudger`` is enough). With
+    ``run.force`` every item renders.
+    """
+    if run.force:
+        return Triage(to_render=tuple(items))
+    stored: list[ItemResult] = []
+    publish: list[tuple["RecipeItem", ItemResult]] = []
+    render: list["RecipeItem"] = []
+    for item in items:
+        resolved, key = resolve_item(run, item)
+        hit = cached_result(run, resolved, key)
+        if hit is None:
+            render.append(item)
+        elif run.upload and not hit.url:
+            publish.append((item, hit))
+        else:
+            stored.append(hit)
+    return Triage(stored=tuple(stored), to_publish=tuple(publish), to_render=tuple(render))
+
+
+def publish_stored(run: BatchRun, item: "RecipeItem", hit: ItemResult) -> ItemResult:
+    """Upload a stored item an earlier run kept local (or left in the outbox)."""
+    published = upload_cached(run, item, Path(hit.file or ""))
+    return hit.replace(upload=published.state, key=published.key, url=published.url,
+                       upload_error=published.error)
+
+
+def resolve_item(run: BatchRun, item: "RecipeItem") -> tuple["RecipeItem", str]:
+    """``item`` with its seed fixed (from its id, when random) and its job key."""
+    workflow = run.workflow(item.workflow)
+    if item.params.seed in (None, -1):
+        # Fix the seed from the item id so the job key names exactly what is rendered.
+        item = dataclasses.replace(item, params=item.params.replace(
+            seed=resolve_seed(None, random.Random(item.id))))
+    return item, job_key(workflow, item)
 
 
 def job_key(workflow: dict[str, Any], item: "RecipeItem") -> str:
@@ -190,7 +264,7 @@ def upload_cached(run: BatchRun, item: "RecipeItem", image: Path) -> Publication
 
     if run.storage is None:
         return Publication("local-only")
-    kept = KeptOutput(file=image, key=object_key(run.recipe.name, item.id, image.suffix))
+    kept = KeptOutput(file=image, key=object_key(run.recipe.output.prefix or run.recipe.name, item.id, image.suffix))
     return publish_output(kept, run.storage, run.outbox)
 
 
@@ -229,19 +303,12 @@ def run_item(run: BatchRun, item: "RecipeItem") -> ItemResult:
     if run.cancelled.is_set():
         raise ExecutionInterrupted("The run was cancelled before this item started")
     workflow = run.workflow(item.workflow)
-    if item.params.seed in (None, -1):
-        # Fix the seed from the item id so the job key names exactly what is rendered.
-        item = dataclasses.replace(item, params=item.params.replace(
-            seed=resolve_seed(None, random.Random(item.id))))
-    key = job_key(workflow, item)
+    item, key = resolve_item(run, item)
     if not run.force:
+        # Checked again: another run may have stored the item since the triage.
         hit = cached_result(run, item, key)
         if hit is not None:
-            if run.upload and not hit.url:
-                published = upload_cached(run, item, Path(hit.file or ""))
-                hit = hit.replace(upload=published.state, key=published.key, url=published.url,
-                                  upload_error=published.error)
-            return hit
+            return publish_stored(run, item, hit) if run.upload and not hit.url else hit
     # Stable for the whole run (Prefect retries of this item included), so a retry
     # adopts the job its first try queued instead of queueing a duplicate.
     nonce = f"/force-{run.run_id}" if run.force else ""
@@ -264,7 +331,7 @@ def run_item(run: BatchRun, item: "RecipeItem") -> ItemResult:
             gate=observe.watch_gate(backend.gate, item.id,
                                     validating=run.validation is not None and run.validation.active),
             timeout=run.settings.job_timeout,
-            rng=random.Random(f"{item.id}{nonce}"), on_submitted=on_submitted,
+            rng=random.Random(f"{item.id}{nonce}"), on_submitted=on_submitted, stage=run.stage,
         )
     finally:
         run.untrack(submitted)
@@ -292,14 +359,20 @@ def finalize_item(run: BatchRun, item: "RecipeItem", key: str, outcome: Outcome,
     context = OutputContext(
         workflow_name=item.workflow, params=best.params, job_key=key, run_id=run.run_id,
         flow_run_id=run.flow_run_id, recipe=run.recipe.name, item_id=item.id, backend=result.backend,
-        labels=dict(item.labels), result=result.to_record())
-    target = run.item_image(item.id)
-    kept = keep_output(best.files[0], target, key=object_key_for(context, target),
-                       metadata=build_output_metadata(context, outcome))
-    published = Publication()
-    if run.upload:
-        published = Publication("local-only") if run.storage is None else \
-            publish_output(kept, run.storage, run.outbox)
+        labels=dict(item.labels), result=result.to_record(), recipe_hash=f"sha256:{run.recipe.sha256}",
+        categories=tuple(item.categories), key_prefix=run.recipe.output.prefix)
+    target = run.item_image(item.id, best.files[0].suffix or ".png")
+
+    def store() -> tuple[KeptOutput, Publication]:
+        kept = keep_output(best.files[0], target, key=object_key_for(context, target),
+                           metadata=build_output_metadata(context, outcome))
+        if not run.upload:
+            return kept, Publication()
+        return kept, (Publication("local-only") if run.storage is None else
+                      publish_output(kept, run.storage, run.outbox))
+
+    kept, published = run.stage("upload" if run.upload else "store", store)
+    index_kept(run.settings, kept)  # after publishing: the row carries the object URL
     return result.replace(file=str(kept.file), sidecar=str(kept.sidecar) if kept.sidecar else None,
                           key=published.key, url=published.url, upload=published.state,
                           upload_error=published.error)

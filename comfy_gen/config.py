@@ -65,12 +65,12 @@ class Settings(BaseSettings):
         description='Named backends as JSON, e.g. {"gpu1": "http://127.0.0.1:8188"}; '
         '"default" is comfyui_url unless given here',
     )
-    http_timeout: float = Field(30.0, gt=0, description="Per-request timeout (s)")
-    connect_timeout: float = Field(5.0, gt=0, description="TCP connect timeout (s)")
+    http_timeout: float = Field(30.0, allow_inf_nan=False, gt=0, description="Per-request timeout (s)")
+    connect_timeout: float = Field(5.0, allow_inf_nan=False, gt=0, description="TCP connect timeout (s)")
     http_retries: int = Field(3, ge=1, description="Attempts for 5xx/connection errors/timeouts")
-    retry_delay: float = Field(2.0, ge=0, description="First retry delay (s); doubles each retry")
-    job_timeout: float = Field(900.0, gt=0, description="Overall wait for one job (s)")
-    poll_interval: float = Field(1.0, gt=0, description="History poll interval when the socket is down (s)")
+    retry_delay: float = Field(2.0, allow_inf_nan=False, ge=0, description="First retry delay (s); doubles each retry")
+    job_timeout: float = Field(900.0, allow_inf_nan=False, gt=0, description="Overall wait for one job (s)")
+    poll_interval: float = Field(1.0, allow_inf_nan=False, gt=0, description="History poll interval when the socket is down (s)")
     gpu_limit: int = Field(2, ge=1, description="Max jobs outstanding on one backend")
 
     # --- local folders ---
@@ -119,6 +119,13 @@ class Settings(BaseSettings):
     comfyui_args: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["--listen", "127.0.0.1", "--port", "8188"])
     state_dir: Path = Field(Path(".comfy-gen"), description="pid files, logs, emulator data")
 
+    # --- generation catalog (docs/catalog.md) ---
+    # SecretStr: a PostgreSQL URL usually carries a password.
+    database_url: SecretStr | None = Field(
+        None, description="Catalog database, e.g. postgresql+psycopg://user:pw@host/db; unset = SQLite at catalog_path")
+    catalog_path: Path | None = Field(None, description="SQLite catalog file (default <state_dir>/catalog.sqlite)")
+    catalog_enabled: bool = Field(True, description="Index every kept output in the catalog")
+
     # --- Prefect ---
     prefect_concurrency_name: str = Field("comfyui", description="GCL name prefix: <prefix>:<backend>")
     gpu_gate: Literal["local", "prefect", "none"] = Field(
@@ -128,6 +135,55 @@ class Settings(BaseSettings):
         "(flows on several hosts); none = in-process only",
     )
     flow_workers: int = Field(8, ge=1, description="Threads per flow run (items in progress at once)")
+    stage_tasks: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Show compose/queue/await/validate/refine/upload as task runs nested under each item: "
+        "on, off, or auto = on when a run renders at most stage_tasks_max_items items (a recipe's "
+        "stage_tasks other than auto wins)",
+    )
+    stage_tasks_max_items: int = Field(
+        150, ge=0, description="auto stage tasks: the most items a run may render with nested stage task runs "
+        "(bench/README.md: what the Prefect server records without falling behind)")
+
+    # --- HTTP API and web page (comfy-gen serve) ---
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token the HTTP API requires (needed to bind beyond loopback); "
+                          "callers with it get policy_tier")
+    api_tokens: Annotated[dict[str, PolicyTier], NoDecode] = Field(
+        default_factory=dict,
+        description='More API tokens, each with its own policy tier, as JSON {"TOKEN": "general"}')
+    api_cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins allowed to call the API from a browser (CORS off when empty)")
+    api_workers: int = Field(2, ge=1, le=64, description="Generations the API runs at once (threads)")
+    api_max_jobs: int = Field(64, ge=1, description="Queued plus running generations before the API answers 503")
+    api_allow_url_fetch: bool = Field(
+        False, description="Let API/MCP clients name http(s) input-image URLs the server then fetches")
+    public_url: str | None = Field(
+        None, description="Public base URL of the API server: run artifacts link to its /images and run pages")
+
+    # --- MCP server (comfy-gen mcp) and the model hubs its tools search ---
+    mcp_token: SecretStr | None = Field(
+        None, description="Bearer token HTTP MCP clients must send; required to bind beyond loopback")
+    civitai_enabled: bool = Field(False, description="Let MCP tools query CivitAI (search, model, hash lookup)")
+    civitai_api_url: str = Field("https://civitai.com/api/v1", description="CivitAI REST API base URL")
+    civitai_api_key: SecretStr | None = Field(None, description="CivitAI API key (sent as a bearer token)")
+    hf_enabled: bool = Field(False, description="Let MCP tools query the Hugging Face Hub (search, info, files)")
+    hf_api_url: str = Field("https://huggingface.co", description="Hugging Face Hub base URL")
+    hf_token: SecretStr | None = Field(None, description="Hugging Face token (sent as a bearer token)")
+    hub_timeout: float = Field(20.0, gt=0, description="Per-request timeout for model hub APIs (s)")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_text(cls, value: Any) -> Any:
+        """Environment values that were not UTF-8 (Python keeps the bytes as lone
+        surrogates) or hold a NUL are refused, not carried into paths, URLs and
+        JSON run records where they fail much later."""
+        from comfy_gen.params import text_problem
+
+        problem = text_problem(value, "the value")
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("backends", mode="before")
     @classmethod
@@ -151,6 +207,27 @@ class Settings(BaseSettings):
             raise ValueError(problem)
         return value
 
+    @field_validator("minio_endpoint")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        """``host:port`` or ``http(s)://host:port``: a bad port is a settings error
+        here, not a ValueError from the S3 SDK at the first upload."""
+        if value is None or not value.strip():
+            return None
+        text = value.strip()
+        problem = url_problem(text if "://" in text else f"http://{text}")
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("minio_public_url")
+    @classmethod
+    def _check_minio_public_url(cls, value: str | None) -> str | None:
+        problem = url_problem(value) if value else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @field_validator("backends")
     @classmethod
     def _check_backend_urls(cls, value: dict[str, str]) -> dict[str, str]:
@@ -158,6 +235,43 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError("; ".join(bad))
         return value
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _parse_tokens(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return {}
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:  # the text is secret: never echo it
+                raise ValueError('must be a JSON object like {"TOKEN": "general"}') from None
+        return value
+
+    @field_validator("api_cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: Any) -> Any:
+        """A JSON list, or origins separated by commas."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"must be a JSON list of origins ({exc})") from exc
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        problem = url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value.rstrip("/")
 
     @field_validator("input_dirs", "categories_paths", "recipe_dirs", mode="before")
     @classmethod
@@ -215,6 +329,10 @@ class Settings(BaseSettings):
                 hint="Define it in COMFY_GEN_BACKENDS as JSON, e.g. {\"gpu1\": \"http://127.0.0.1:8188\"}",
             )
         return urls[name]
+
+    def catalog_file(self) -> Path:
+        """The SQLite catalog used when no database URL is set."""
+        return Path(self.catalog_path or Path(self.state_dir) / "catalog.sqlite").expanduser()
 
     @property
     def storage_configured(self) -> bool:
@@ -331,7 +449,8 @@ def get_settings() -> Settings:
 #: Settings whose values must never be echoed back in an error message. A
 #: malformed COMFY_GEN_BACKENDS may hold credentials in a form no URL parser
 #: recognises (a broken JSON string), so it is never echoed either.
-_SECRET_FIELDS = frozenset({"minio_access_key", "minio_secret_key", "backends"})
+_SECRET_FIELDS = frozenset({"minio_access_key", "minio_secret_key", "backends", "minio_endpoint", "database_url",
+                            "api_token", "api_tokens", "mcp_token", "civitai_api_key", "hf_token"})
 
 
 def settings_error(exc: ValidationError) -> ConfigError:
@@ -400,8 +519,23 @@ def prefect_api_configured() -> bool:
     return bool(os.environ.get("PREFECT_API_URL"))
 
 
+def prefect_api_url() -> str | None:
+    """The configured Prefect API URL (PREFECT_API_URL), or None."""
+    import os
+
+    return os.environ.get("PREFECT_API_URL") or None
+
+
 def hub_offline_set() -> bool:
     """Whether the user already decided about Hugging Face hub access (HF_HUB_OFFLINE)."""
     import os
 
     return "HF_HUB_OFFLINE" in os.environ
+
+
+def hub_offline() -> bool:
+    """Whether Hugging Face hub access is switched off (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE)."""
+    import os
+
+    return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+               for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))

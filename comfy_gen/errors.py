@@ -14,7 +14,9 @@ assigned only at the edges (``comfy_gen.cli`` and the API), from one table each.
     │   ├── CategoryError           invalid category files (.problems)
     │   ├── CompositionError        conflicts / requires / max_per_type
     │   ├── PolicyViolation         categories above the effective tier (.violations)
-    │   └── ValidatorUnavailable    validation asked for, model cannot be loaded
+    │   ├── ValidatorUnavailable    validation asked for, model cannot be loaded
+    │   └── GenerationNotFound      no such generation in the catalog (.generation_id; HTTP 404)
+    │       └── FavoriteNotFound    the generation is not a favorite (HTTP 404)
     ├── ComfyUIError                talking to ComfyUI failed
     │   ├── ComfyUIUnavailable      connection refused / 5xx after retries  [transient]
     │   ├── ComfyUITimeout          request or job wait timed out           [transient]
@@ -25,6 +27,12 @@ assigned only at the edges (``comfy_gen.cli`` and the API), from one table each.
     ├── ValidationFailed            image below thresholds after all attempts (exit 3)
     ├── BatchFailed                 some items of a recipe run failed (exit 1)
     ├── MetadataNotFound            an image carries no comfy-gen metadata (exit 1)
+    ├── NotFound                    a named thing (job, generation, run, recipe, image) is unknown (HTTP 404)
+    ├── ServiceBusy                 too many jobs queued; try again later (HTTP 503)   [transient]
+    ├── CatalogError                the generation catalog's database failed (exit 1, HTTP 503)
+    │   └── CatalogUnavailable      the database cannot be reached / is locked   [transient]
+    ├── HubError                    a model hub (CivitAI, Hugging Face) request failed
+    │   └── HubUnavailable          unreachable / timeout / 5xx / 429       [transient]
     └── StorageError                object storage failed
         ├── StorageUnavailable      endpoint unreachable / 5xx              [transient]
         ├── StorageAuthError        bad credentials / access denied
@@ -35,11 +43,43 @@ policies (Prefect ``retry_condition_fn``, the outbox) check.
 
 Errors that come from misusing the API (wrong types, impossible states) are
 ``RuntimeError``/``TypeError`` and stay outside this tree.
+
+Hints name what the reader can change where the error is raised: a flag of the
+CLI, or the setting (environment variable of the worker, recipe field) of a
+deployment, which has no flags. ``hint_context("deployment")`` is set by the
+flow when a deployment runs it; ``contextual_hint(cli=..., deployment=...)``
+picks the text. The context is a ``ContextVar``: Prefect's thread task runner
+copies it into every task thread, and two flows in one process never mix.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from contextvars import ContextVar
+from typing import Any, Iterator, Literal
+
+HintContext = Literal["cli", "deployment"]
+
+_HINT_CONTEXT: ContextVar[HintContext] = ContextVar("comfy_gen_hint_context", default="cli")
+
+
+@contextlib.contextmanager
+def hint_context(context: HintContext) -> Iterator[None]:
+    """Errors raised inside the block get hints for ``context``."""
+    token = _HINT_CONTEXT.set(context)
+    try:
+        yield
+    finally:
+        _HINT_CONTEXT.reset(token)
+
+
+def current_hint_context() -> HintContext:
+    return _HINT_CONTEXT.get()
+
+
+def contextual_hint(*, cli: str, deployment: str) -> str:
+    """The hint for the context the error is raised in (CLI flags vs deployment settings)."""
+    return deployment if _HINT_CONTEXT.get() == "deployment" else cli
 
 
 class ComfyGenError(Exception):
@@ -156,6 +196,29 @@ class ValidatorUnavailable(ConfigError):
     """Validation was requested but its model cannot be loaded."""
 
 
+class GenerationNotFound(ConfigError):
+    """No generation with this id is in the catalog (exit 2, HTTP 404)."""
+
+    def __init__(self, generation_id: str, message: str | None = None, *, hint: str | None = None) -> None:
+        super().__init__(message or f"No generation {generation_id!r} in the catalog",
+                         hint=hint or "List known ids with `comfy-gen catalog list`; "
+                                      "`comfy-gen catalog rebuild` re-indexes the output folder.")
+        self.generation_id = generation_id
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["generation_id"] = self.generation_id
+        return data
+
+
+class FavoriteNotFound(GenerationNotFound):
+    """The generation exists but is not a favorite (HTTP 404)."""
+
+    def __init__(self, generation_id: str) -> None:
+        super().__init__(generation_id, f"Generation {generation_id!r} is not a favorite",
+                         hint="Mark it first (POST /favorites, Catalog.set_favorite).")
+
+
 # --- ComfyUI -----------------------------------------------------------------
 
 
@@ -256,6 +319,19 @@ class MetadataNotFound(ComfyGenError):
     """An image has no comfy-gen metadata (no PNG chunk, no sidecar, no ComfyUI chunks)."""
 
 
+class NotFound(ComfyGenError):
+    """A job, generation, favorite, run, recipe or image with this id does not exist."""
+
+    def __init__(self, message: str, *, kind: str | None = None, id: str | None = None) -> None:  # noqa: A002
+        super().__init__(message)
+        self.kind = kind
+        self.id = id
+
+
+class ServiceBusy(ComfyGenError, TransientError):
+    """A server face (API, MCP) has as many jobs queued as it accepts."""
+
+
 class BatchFailed(ComfyGenError):
     """Some items of a batch failed (the others were rendered); ``summary`` has the run record."""
 
@@ -269,6 +345,24 @@ class BatchFailed(ComfyGenError):
 
 def _rebuild_batch_failed(message: str, summary: dict[str, Any] | None) -> "BatchFailed":
     return BatchFailed(message, summary=summary)
+
+
+class HubError(ComfyGenError):
+    """A model hub request (CivitAI, Hugging Face) failed: refused, not found or malformed."""
+
+    def __init__(self, message: str, *, hint: str | None = None, status: int | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        if self.status is not None:
+            data["status"] = self.status
+        return data
+
+
+class HubUnavailable(HubError, TransientError):
+    """The hub could not be reached, timed out, or answered 5xx / 429."""
 
 
 class StorageError(ComfyGenError):
@@ -287,16 +381,26 @@ class BucketNotFound(StorageError):
     """The configured bucket does not exist."""
 
 
+class CatalogError(ComfyGenError):
+    """The generation catalog's database failed (the sidecars are untouched)."""
+
+
+class CatalogUnavailable(CatalogError, TransientError):
+    """The catalog database cannot be reached, or stayed locked past the busy timeout."""
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for failures worth retrying later."""
     return isinstance(exc, TransientError)
 
 
 __all__ = [
-    "BatchFailed", "BucketNotFound", "CategoryError", "ComfyGenError", "ComfyUIError", "ComfyUITimeout",
-    "ComfyUIUnavailable", "CompositionError", "ConfigError", "ExecutionFailed",
-    "ExecutionInterrupted", "JobLost", "MetadataNotFound", "PathNotAllowed", "PolicyViolation", "PreflightError",
-    "ProblemListError", "PromptRejected", "RecipeError", "StorageAuthError", "StorageError",
-    "StorageUnavailable", "TransientError", "UsageError", "ValidationFailed",
-    "ValidatorUnavailable", "WorkflowError", "is_transient",
+    "BatchFailed", "BucketNotFound", "CatalogError", "CatalogUnavailable", "CategoryError", "ComfyGenError",
+    "ComfyUIError", "ComfyUITimeout", "ComfyUIUnavailable", "CompositionError", "ConfigError", "ExecutionFailed",
+    "ExecutionInterrupted", "FavoriteNotFound", "GenerationNotFound", "HubError", "HubUnavailable", "JobLost",
+    "MetadataNotFound", "NotFound", "PathNotAllowed", "PolicyViolation", "PreflightError", "ProblemListError",
+    "PromptRejected", "RecipeError", "ServiceBusy", "StorageAuthError", "StorageError", "StorageUnavailable",
+    "TransientError", "UsageError", "ValidationFailed",
+    "ValidatorUnavailable", "WorkflowError", "contextual_hint", "current_hint_context", "hint_context",
+    "is_transient",
 ]

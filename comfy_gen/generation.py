@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Sequence
 
 from comfy_gen.errors import ComfyGenError, is_transient
 from comfy_gen.params import GenerationParams, resolve_seed
-from comfy_gen.pipeline import RenderResult, deterministic_prompt_id, remove_files, render
+from comfy_gen.pipeline import (RenderResult, StageRunner, deterministic_prompt_id, direct_stage, remove_files,
+                                 render)
 
 from comfy_gen.validation.plan import PreparedPlan, Verdict, merge_scores, overall, rank_key
 
@@ -141,6 +142,7 @@ def run_attempts(
     timeout: float | None = None,
     rng: random.Random | None = None,
     keep_all: bool = False,
+    stage: StageRunner = direct_stage,
 ) -> Outcome:
     """Render until an attempt passes ``validation`` or ``max_attempts`` is reached.
 
@@ -148,6 +150,8 @@ def run_attempts(
     earlier run queued). Without an active ``validation`` (None, disabled or
     skipped) exactly one attempt is made and the outcome is ``unvalidated``.
     Files of attempts that were not kept are deleted unless ``keep_all``.
+    ``stage`` runs each step (compose, queue, await, validate, refine; see
+    ``comfy_gen.pipeline.StageRunner``).
     """
     from comfy_gen.strategies import next_params
     from comfy_gen.workflow import get_params
@@ -166,14 +170,14 @@ def run_attempts(
     current = base
     for number in range(1, limit + 1):
         if number > 1:
-            current = next_params(strategy, number, base, rng=rng)
+            current = stage("refine", lambda: next_params(strategy, number, base, rng=rng))
             current = current.replace(seed=resolve_seed(current.seed, rng))
         pid = deterministic_prompt_id(job_key, f"a{number}") if job_key else None
         try:
             result: RenderResult = render(
                 client, workflow, current, dest_dir=dest_dir, name=f"{name}_a{number}",
                 prompt_id=pid, adopt=job_key is not None, on_event=on_event,
-                on_submitted=on_submitted, timeout=timeout, gate=gate,
+                on_submitted=on_submitted, timeout=timeout, gate=gate, stage=stage,
             )
         except ComfyGenError as exc:
             if not outcome.attempts or is_transient(exc):
@@ -187,7 +191,8 @@ def run_attempts(
         attempt = Attempt(number=number, params=current, prompt_id=result.prompt_id,
                           files=result.files, elapsed=result.elapsed, cached=result.cached)
         if plan is not None and result.files:
-            attempt.verdicts = plan.judge(result.files[0], check_prompt, current.negative_prompt or None)
+            image, negative = result.files[0], current.negative_prompt or None
+            attempt.verdicts = stage("validate", lambda: plan.judge(image, check_prompt, negative))
         outcome.attempts.append(attempt)
         if on_attempt:
             on_attempt(attempt)

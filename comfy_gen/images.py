@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlparse
 
 from comfy_gen.errors import UsageError
+from comfy_gen.inputfile import InputFileError, read_bounded
 from comfy_gen.paths import PathTrust, user_path
 
 if TYPE_CHECKING:
@@ -52,15 +53,45 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _open(path: Path) -> PILImage:
+def _open(path: Path, label: str | None = None) -> PILImage:
+    """Open and decode an input image; UsageError for anything that is not a sane image.
+
+    Pillow only *warns* between MAX_IMAGE_PIXELS and twice that; for input images
+    the warning is an error too: a small file that decodes to gigabytes is a
+    decompression bomb, not a photo to resize. ``label`` names the image in
+    errors (the user's path or URL rather than our working copy).
+    """
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
+    name = label or str(path)
     try:
-        image = Image.open(path)
-        image.load()
-    except (UnidentifiedImageError, OSError) as exc:
-        raise UsageError(f"{path} is not a readable image: {exc}") from exc
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            if image.width > MAX_SIDE or image.height > MAX_SIDE:  # before decoding anything
+                size = f"{image.width}x{image.height}"
+                image.close()
+                raise UsageError(f"Input image {name} is {size}: each side may be at most {MAX_SIDE} pixels")
+            image.load()
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise UsageError(f"Input image {name} is too large to decode: {_pixels(exc)}",
+                         hint=f"Input images may have at most {Image.MAX_IMAGE_PIXELS} pixels; "
+                              "scale it down first.") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        # SyntaxError and ValueError: some Pillow plugins raise them for corrupt headers.
+        # Pillow's own text names our working copy, not the user's file.
+        reason = "unknown or damaged image format" if isinstance(exc, UnidentifiedImageError) else str(exc)
+        raise UsageError(f"{name} is not a readable image: {reason}") from exc
     return image
+
+
+def _pixels(exc: BaseException) -> str:
+    """Pillow's message says how many pixels the image has; keep it short."""
+    text = str(exc)
+    match = re.search(r"\((\d+) pixels\)", text)
+    return f"{match.group(1)} pixels (possible decompression bomb)" if match else text
 
 
 def preprocess_image(src: str | Path, dest: str | Path | None = None, *,
@@ -155,13 +186,18 @@ def fetch_input_image(url_or_path: str | Path, dest_dir: str | Path, *,
             raise UsageError(f"Unsupported image location {ref!r}: use an http(s) URL or a local path")
         trust: PathTrust = "trusted" if allowed_dirs is None else "confined"
         src = user_path(ref, trust=trust, allowed=allowed_dirs or (), base=base or Path.cwd())
-        if not src.is_file():
+        if not os.path.lexists(src):
             raise UsageError(f"Input image {ref!r} does not exist")
+        try:
+            # Bounded and non-blocking: a FIFO, a device or a symlink loop is an error, not a hang.
+            data = read_bounded(src, cap=max_bytes)
+        except InputFileError as exc:
+            raise UsageError(f"Input image {ref!r}: {exc.message}") from exc
         suffix = src.suffix.lower() if _SUFFIX.match(src.suffix.lower()) else ".png"
         dest = dest_dir / f"input_{uuid.uuid4().hex[:8]}{suffix}"
-        shutil.copyfile(src, dest)
+        dest.write_bytes(data)
     try:
-        image = _open(dest)
+        image = _open(dest, label=ref)
     except UsageError:
         dest.unlink(missing_ok=True)
         raise

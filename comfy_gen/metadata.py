@@ -125,6 +125,8 @@ def build_metadata(*, params: Any, workflow_name: str | None = None, model: str 
             "sampler": p.get("sampler"), "scheduler": p.get("scheduler"), "denoise": p.get("denoise"),
             "resolution": [width, height] if width and height else None,
             "loras": _loras(p.get("loras")),
+            # video and background removal: only when asked for (docs/video.md)
+            **{k: p[k] for k in ("frames", "fps", "transparent") if p.get(k) is not None},
         },
         "quality": quality,
         "validation": validation,
@@ -211,6 +213,7 @@ def a1111_parameters(meta: dict[str, Any]) -> str:
 
 
 def _chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """Every ``(type, body)`` of a PNG, for files we wrote ourselves (embedding)."""
     if not data.startswith(PNG_SIGNATURE):
         raise UsageError("Not a PNG file")
     pos = len(PNG_SIGNATURE)
@@ -235,27 +238,87 @@ def _text_chunk(keyword: str, text: str) -> bytes:
         return _chunk(b"iTXt", keyword.encode("latin-1") + b"\0\0\0\0\0" + text.encode("utf-8"))
 
 
+#: A text chunk may inflate to at most this much (zTXt/iTXt are zlib streams: a
+#: few kilobytes can claim gigabytes). Our own documents are a few kilobytes;
+#: ComfyUI's workflow chunk rarely passes a megabyte.
+MAX_TEXT_BYTES = 16 * 1024 * 1024
+
+
+def _inflate(data: bytes, what: str) -> bytes:
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(data, MAX_TEXT_BYTES + 1)
+    except zlib.error as exc:
+        raise ValueError(f"{what} is not a valid zlib stream ({exc})") from exc
+    if len(out) > MAX_TEXT_BYTES:
+        raise ValueError(f"{what} inflates to more than {MAX_TEXT_BYTES} bytes")
+    return out
+
+
 def _decode_text(ctype: bytes, body: bytes) -> tuple[str, str]:
-    keyword, _, rest = body.partition(b"\0")
+    """``(keyword, text)`` of one text chunk; ValueError naming what is damaged."""
+    keyword, sep, rest = body.partition(b"\0")
+    if not sep or not 1 <= len(keyword) <= 79:
+        raise ValueError("no keyword (1-79 bytes, then a NUL)")
     key = keyword.decode("latin-1")
     if ctype == b"tEXt":
         return key, rest.decode("latin-1")
     if ctype == b"zTXt":
-        return key, zlib.decompress(rest[1:]).decode("latin-1")
-    compressed, rest = rest[0], rest[2:]          # flag, method
+        if not rest or rest[0] != 0:
+            raise ValueError(f"chunk {key!r}: unknown compression method")
+        return key, _inflate(rest[1:], f"chunk {key!r}").decode("latin-1")
+    if len(rest) < 2:
+        raise ValueError(f"chunk {key!r}: truncated iTXt header")
+    compressed, method, rest = rest[0], rest[1], rest[2:]
+    if compressed not in (0, 1) or (compressed and method != 0):
+        raise ValueError(f"chunk {key!r}: unknown compression flag/method")
     _lang, _, rest = rest.partition(b"\0")
     _translated, _, text = rest.partition(b"\0")
-    return key, (zlib.decompress(text) if compressed else text).decode("utf-8")
+    raw = _inflate(text, f"chunk {key!r}") if compressed else text
+    try:
+        return key, raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"chunk {key!r}: text is not valid UTF-8 (byte {exc.start})") from exc
 
 
 def png_text_chunks(path: str | Path) -> dict[str, str]:
-    """Every text chunk of a PNG (tEXt, zTXt, iTXt) as keyword -> text."""
+    """Every text chunk of a PNG (tEXt, zTXt, iTXt) as keyword -> text.
+
+    Reading is defensive: images come from anywhere. A file cut short, a chunk
+    whose length runs past the end, a bad CRC, a broken zlib stream or bad
+    UTF-8 in a text chunk is a UsageError naming the file, the chunk and its
+    offset (exit 2), never a traceback or a silently partial answer.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    if not data.startswith(PNG_SIGNATURE):
+        raise UsageError(f"{path} is not a PNG file")
     out: dict[str, str] = {}
-    for ctype, body in _chunks(Path(path).read_bytes()):
+    pos = len(PNG_SIGNATURE)
+    while True:
+        if pos + 8 > len(data):
+            raise UsageError(f"{path}: damaged PNG: the file ends at byte {len(data)} before the IEND chunk")
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        ctype = data[pos + 4:pos + 8]
+        name = ctype.decode("latin-1")
+        if not ctype.isalpha():
+            raise UsageError(f"{path}: damaged PNG: invalid chunk type {ctype!r} at byte {pos}")
+        if length > 0x7FFFFFFF or pos + 12 + length > len(data):
+            raise UsageError(f"{path}: damaged PNG: chunk {name} at byte {pos} claims {length} bytes, "
+                             f"past the end of the file ({len(data)} bytes)")
+        body = data[pos + 8:pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
         if ctype in _TEXT_TYPES:
-            key, text = _decode_text(ctype, body)
+            if crc != zlib.crc32(ctype + body):
+                raise UsageError(f"{path}: damaged PNG: chunk {name} at byte {pos} fails its CRC check")
+            try:
+                key, text = _decode_text(ctype, body)
+            except ValueError as exc:
+                raise UsageError(f"{path}: damaged PNG metadata: {name} chunk at byte {pos}: {exc}") from exc
             out[key] = text
-    return out
+        pos += 12 + length
+        if ctype == b"IEND":
+            return out
 
 
 def embed_png_metadata(path: str | Path, meta: dict[str, Any], params: Any = None) -> Path:
@@ -290,29 +353,41 @@ def embed_png_metadata(path: str | Path, meta: dict[str, Any], params: Any = Non
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The comfy-gen document of an image: the ``comfygen_metadata`` chunk, else the
-    sidecar, else what ComfyUI itself embedded (``source`` says which)."""
+    sidecar, else what ComfyUI itself embedded (``source`` says which).
+
+    UsageError (exit 2) for a damaged PNG, a comfy-gen chunk or sidecar that is
+    not a JSON object; MetadataNotFound (exit 1) when there is simply none.
+    """
     path = Path(path)
     chunks: dict[str, str] = {}
-    if path.read_bytes()[:8] == PNG_SIGNATURE:
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise UsageError(f"Cannot read {path}: {exc.strerror or exc}") from exc
+    if head == PNG_SIGNATURE:
         chunks = png_text_chunks(path)
+    side = sidecar_path(path)
     if METADATA_CHUNK in chunks:
         try:
-            return {**json.loads(chunks[METADATA_CHUNK]), "source": "png"}
-        except json.JSONDecodeError:
-            pass  # damaged chunk: fall through to the sidecar
-    side = sidecar_path(path)
+            return {**_json_object(chunks[METADATA_CHUNK], f"{path}: PNG chunk {METADATA_CHUNK!r}"),
+                    "source": "png"}
+        except UsageError:
+            if not side.is_file():
+                raise  # damaged chunk and nothing to fall back on
     if side.is_file():
         try:
-            return {**json.loads(side.read_text(encoding="utf-8")), "source": "sidecar"}
-        except json.JSONDecodeError as exc:
-            raise MetadataNotFound(f"Sidecar {str(side)!r} is not valid JSON: {exc}") from exc
+            text = side.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"Sidecar {side}: invalid UTF-8 at byte {exc.start}") from exc
+        return {**_json_object(text, f"Sidecar {side}"), "source": "sidecar"}
     found = {k: chunks[k] for k in (*COMFYUI_CHUNKS, PARAMETERS_CHUNK) if k in chunks}
     if found:
         data: dict[str, Any] = {"source": "comfyui"}
         for key, text in found.items():
             try:
                 data[key] = json.loads(text) if key in COMFYUI_CHUNKS else text
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 data[key] = text
         return data
     raise MetadataNotFound(
@@ -320,3 +395,44 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         f"{side.name!r}, and no ComfyUI prompt/workflow chunks",
         hint=f"Images made by comfy-gen keep a sidecar next to them ({side.name}); "
              "copy it beside the image, or use the stored copy.")
+
+
+def _json_object(text: str, where: str) -> dict[str, Any]:
+    """A comfy-gen document must be a JSON object: UsageError naming ``where`` otherwise."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{where} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise UsageError(f"{where} is not valid JSON: nested too deeply") from exc
+    if not isinstance(value, dict):
+        raise UsageError(f"{where} is not a JSON object (got {type(value).__name__})")
+    _check_shape(value, where)
+    return value
+
+
+_SECTIONS = ("input", "workflow", "parameters", "quality", "validation", "refinement", "storage",
+             "organization", "comfyui", "prefect", "comfy_gen")
+
+
+def _check_shape(doc: dict[str, Any], where: str) -> None:
+    """The parts readers index into have the shape they expect (UsageError naming the field)."""
+    for name in _SECTIONS:
+        if doc.get(name) is not None and not isinstance(doc[name], dict):
+            raise UsageError(f"{where}: field {name!r} must be an object (got {type(doc[name]).__name__})")
+    prm = doc.get("parameters") or {}
+    res = prm.get("resolution")
+    if res is not None and not (isinstance(res, list) and len(res) == 2):
+        raise UsageError(f"{where}: field 'parameters.resolution' must be [width, height]")
+    loras = prm.get("loras")
+    if loras is not None and not (isinstance(loras, list)
+                                  and all(isinstance(lo, dict) and "name" in lo and "strength" in lo
+                                          for lo in loras)):
+        raise UsageError(f"{where}: field 'parameters.loras' must be a list of {{name, strength}}")
+    for key in ("tags",):
+        value = (doc.get("organization") or {}).get(key)
+        if value is not None and not isinstance(value, dict):
+            raise UsageError(f"{where}: field 'organization.tags' must be an object")
+    params = (doc.get("comfy_gen") or {}).get("params")
+    if params is not None and not isinstance(params, dict):
+        raise UsageError(f"{where}: field 'comfy_gen.params' must be an object")

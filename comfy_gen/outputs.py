@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 from comfy_gen.config import Settings
-from comfy_gen.errors import StorageError
+from comfy_gen.errors import StorageError, UsageError
 from comfy_gen.params import GenerationParams
 from comfy_gen.paths import PathTrust, user_path
 
@@ -57,6 +59,58 @@ def adhoc_output_path(settings: Settings, output: str | None, *, trust: PathTrus
     return out_dir / "adhoc" / stamp
 
 
+def check_output_folder(folder: str | Path, *, what: str = "output folder") -> Path:
+    """Fail now (UsageError, exit 2) if images cannot be written under ``folder``.
+
+    Called before anything is rendered: a folder that is a file, sits under a
+    file, or cannot be written would otherwise fail after the GPU work. The
+    folder need not exist yet; its nearest existing ancestor must be a folder we
+    can create files in. Writability is probed with a real file because
+    ``os.access`` says yes to root and ignores read-only mounts.
+    """
+    folder = Path(folder).expanduser().absolute()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # a dangling link: mkdir would fail later
+            raise UsageError(f"Cannot write to the {what} {folder}: {existing} is a broken symlink")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"Cannot write to the {what} {folder}: {existing} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".comfy-gen-write-check-", dir=existing)
+    except OSError as exc:
+        raise UsageError(f"Cannot write to the {what} {folder}: {existing} is not writable "
+                         f"({exc.strerror or exc})") from exc
+    os.close(fd)
+    os.unlink(probe)
+    return folder
+
+
+#: sections and fields holding user text, never paths
+_TEXT_KEYS = frozenset({"input", "prompt", "negative_prompt"})
+
+
+def localise_paths(meta: Any, base: Path) -> Any:
+    """``meta`` with every absolute local path made relative to ``base`` (the image's folder).
+
+    The document travels with the image (PNG chunk, uploaded sidecar): a path like
+    ``/home/alice/wf.json`` names a user and a machine. Only strings that are
+    absolute *and* exist here are rewritten, so a prompt that starts with ``/``
+    is left alone; a path on another drive (Windows) keeps only its file name.
+    """
+    if isinstance(meta, dict):
+        return {k: v if k in _TEXT_KEYS else localise_paths(v, base) for k, v in meta.items()}
+    if isinstance(meta, list):
+        return [localise_paths(v, base) for v in meta]
+    if isinstance(meta, str) and "\x00" not in meta and len(meta) < 4096 and os.path.isabs(meta) \
+            and "://" not in meta and os.path.exists(meta):
+        try:
+            return Path(os.path.relpath(meta, base)).as_posix()
+        except ValueError:
+            return Path(meta).name
+    return meta
+
+
 @dataclass(frozen=True)
 class OutputContext:
     """What an output's metadata records about where it came from."""
@@ -73,6 +127,13 @@ class OutputContext:
     item_id: str | None = None
     backend: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    #: the catalog's id for this output (a new uuid4 hex when None)
+    generation_id: str | None = None
+    #: what the output was composed from: the recipe file's sha256 or a composition's recipe_hash
+    recipe_hash: str | None = None
+    categories: tuple[str, ...] = ()
+    #: the recipe's ``output.prefix``: the first part of recipe items' object keys
+    key_prefix: str | None = None
     #: the item's result record: it makes the sidecar the cache/resume marker too
     result: Mapping[str, object] = field(default_factory=dict)
 
@@ -98,13 +159,14 @@ class Publication:
 
 
 def object_key_for(context: OutputContext, target: Path) -> str:
-    """The object key: ``<recipe>/<item>`` for recipe items; one-off renders get
-    ``adhoc/<UTC time>_<name>`` so repeated ``-o out.png`` never overwrite each other."""
+    """The object key: ``<prefix>/<item>`` for recipe items (``output.prefix``, by
+    default the recipe name); one-off renders get ``adhoc/<UTC time>_<name>`` so
+    repeated ``-o out.png`` never overwrite each other."""
     from comfy_gen.storage import object_key
 
     suffix = target.suffix or ".png"
     if context.item_id is not None:
-        return object_key(context.recipe or "adhoc", context.item_id, suffix)
+        return object_key(context.key_prefix or context.recipe or "adhoc", context.item_id, suffix)
     return object_key(context.recipe or "adhoc", f"{utc_stamp()}_{target.stem}", suffix)
 
 
@@ -113,6 +175,8 @@ def build_output_metadata(context: OutputContext, outcome: "Outcome") -> dict[st
     from comfy_gen.metadata import build_metadata
 
     best = outcome.best
+    # One id for the top-level field and comfy_gen's: the catalog keys its rows on it.
+    generation_id = context.generation_id or uuid.uuid4().hex
     meta = build_metadata(
         params=context.params, workflow_name=context.workflow_name,
         prompt_id=best.prompt_id if best else None, preset=context.preset,
@@ -121,9 +185,10 @@ def build_output_metadata(context: OutputContext, outcome: "Outcome") -> dict[st
         storage={"file_size_bytes": None, "format": None,
                  "generation_time_seconds": round(context.generation_time, 3) if context.generation_time else None},
         organization=dict(context.organization) or None, flow_run_id=context.flow_run_id,
-        item_id=context.item_id, recipe=context.recipe, backend=context.backend,
+        item_id=context.item_id, recipe=context.recipe, backend=context.backend, generation_id=generation_id,
     )
     meta["comfy_gen"].update(
+        generation_id=generation_id, recipe_hash=context.recipe_hash, categories=list(context.categories),
         job_key=context.job_key, run_id=context.run_id, workflow=context.workflow_name,
         params=context.params.to_dict(), labels=dict(context.labels),
         result={k: v for k, v in context.result.items() if k != "gpu_spans"},
@@ -146,12 +211,15 @@ def keep_output(source: Path, target: Path, *, key: str, metadata: dict[str, Any
 
     source, target = Path(source), Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    if metadata is not None:
+        metadata = localise_paths(metadata, target.parent.resolve())
     meta = None if metadata is None else {**metadata, "storage": dict(metadata.get("storage") or {})}
     staging = target.with_name(f"{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         atomic_copy(source, staging)
         if meta is not None:
             meta["storage"]["format"] = source.suffix.lstrip(".")
+            _record_media(staging, meta)
             _embed_with_size(staging, meta, is_png=embed and source.suffix.lower() == ".png")
         staging.replace(target)
     except BaseException:
@@ -161,6 +229,19 @@ def keep_output(source: Path, target: Path, *, key: str, metadata: dict[str, Any
     if source.resolve() != target.resolve():
         source.unlink(missing_ok=True)
     return KeptOutput(file=target, key=key, sidecar=sidecar, metadata=meta)
+
+
+def _record_media(path: Path, meta: dict[str, Any]) -> None:
+    """A video or animation gets ``storage.media`` (kind, size, frames, fps, duration);
+    its metadata lives in the sidecar only (only PNG carries embedded chunks)."""
+    from comfy_gen.media import media_info
+
+    try:
+        info = media_info(path)
+    except OSError:
+        return  # not an image Pillow reads: nothing to add
+    if info.moving:
+        meta["storage"]["media"] = info.to_dict()
 
 
 def _embed_with_size(path: Path, meta: dict[str, Any], *, is_png: bool) -> None:
@@ -201,6 +282,12 @@ def publish_output(kept: KeptOutput, storage: "Storage", outbox: "Outbox | None"
     if kept.metadata is not None and obj.url:
         kept.metadata["storage"].update(url=obj.url, key=obj.key or kept.key)
         write_sidecar(kept.file, kept.metadata)
+    elif obj.url:
+        # Published later than it was kept (a cached item, an earlier local-only run):
+        # the sidecar on disk is the record to update.
+        from comfy_gen.storage.outbox import record_url
+
+        record_url(kept.file, obj)
     return publication
 
 

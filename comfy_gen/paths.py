@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Literal
 
-from comfy_gen.errors import PathNotAllowed
+from comfy_gen.errors import PathNotAllowed, UsageError
 
 #: Who supplied a path: the local user (``trusted``) or someone across a trust boundary.
 PathTrust = Literal["trusted", "confined"]
@@ -30,7 +30,7 @@ def confine(path: str | Path, allowed: Iterable[str | Path], *, base: str | Path
     p = Path(path).expanduser()
     if not p.is_absolute():
         p = Path(base).expanduser().resolve() / p if base is not None else roots[0] / p
-    resolved = p.resolve()
+    resolved = _resolve(p, path)
     for root in roots:
         if resolved == root or root in resolved.parents:
             return resolved
@@ -49,8 +49,17 @@ def user_path(path: str | Path, *, trust: PathTrust, allowed: Iterable[str | Pat
         p = Path(path).expanduser()
         if not p.is_absolute():
             p = Path(base).expanduser() / p if base is not None else Path.cwd() / p
-        return p.resolve()
+        return _resolve(p, path)
     return confine(path, allowed, base=base)
+
+
+def _resolve(p: Path, given: str | Path) -> Path:
+    """``p.resolve()``; a symlink loop is the user's error (UsageError), not a RuntimeError."""
+    try:
+        return p.resolve()
+    except (RuntimeError, OSError) as exc:  # 3.11-3.12: RuntimeError; 3.13+: OSError(ELOOP)
+        raise UsageError(f"Cannot use {str(given)!r}: symlink loop (too many levels of symbolic links)") \
+            from exc
 
 
 def safe_name(name: str) -> str:

@@ -15,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ContextManager
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Protocol, TypeVar
 
 from comfy_gen.errors import ComfyUIUnavailable, JobLost
 from comfy_gen.hashing import digest
@@ -31,6 +31,25 @@ log = logging.getLogger(__name__)
 PROMPT_ID_NAMESPACE = uuid.UUID("5b1d8f0e-3c2a-4f7e-9a61-0c0ffee0cafe")
 
 EventCallback = Callable[[Any], None]
+
+_T = TypeVar("_T")
+
+
+class StageRunner(Protocol):
+    """Runs one named stage of a job and returns what it returns: ``stage("queue", fn)``.
+
+    Stages: compose, queue, await (render path), validate, refine (attempt loop),
+    store/upload (batch). The default runs ``fn`` as is; the flow passes one that
+    records each stage as a task run nested under the item, so the render path
+    stays one path whichever way it is watched.
+    """
+
+    def __call__(self, name: str, fn: Callable[[], _T]) -> _T: ...
+
+
+def direct_stage(name: str, fn: Callable[[], _T]) -> _T:
+    """The default ``StageRunner``: just run the stage."""
+    return fn()
 
 
 def deterministic_prompt_id(*parts: str) -> str:
@@ -113,14 +132,16 @@ def render(
     timeout: float | None = None,
     gate: ContextManager[Any] | None = None,
     resubmit_lost: int = 1,
+    stage: StageRunner = direct_stage,
 ) -> RenderResult:
     """Compose, queue, wait for and download one job.
 
     ``params`` None means ``workflow`` is already composed. ``gate`` is held from
     queueing until the job finishes (the GPU bound). A job lost to a server
-    restart is queued again up to ``resubmit_lost`` times.
+    restart is queued again up to ``resubmit_lost`` times. ``stage`` runs the
+    compose, queue and await steps (see ``StageRunner``).
     """
-    graph = compose_graph(workflow, params) if params is not None else workflow
+    graph = stage("compose", lambda: compose_graph(workflow, params)) if params is not None else workflow
     if prompt_id is not None and adopt:
         # Derive the id from the exact graph too, so a job queued for other
         # parameters (a changed strategy, say) is never adopted for these.
@@ -131,11 +152,11 @@ def render(
     tries = 0
     while True:
         with gate if gate is not None else contextlib.nullcontext():
-            pid, adopted = submit(client, graph, prompt_id=attempt_id, adopt=adopt)
+            pid, adopted = stage("queue", lambda: submit(client, graph, prompt_id=attempt_id, adopt=adopt))
             if on_submitted:
                 on_submitted(pid)
             try:
-                job = client.wait(pid, timeout=timeout, on_event=on_event)
+                job = stage("await", lambda: client.wait(pid, timeout=timeout, on_event=on_event))
                 break
             except JobLost:
                 if tries >= resubmit_lost:

@@ -5,13 +5,16 @@
   out-of-range values;
 * the validation plan, when the items ask for validation: a validator that
   cannot be loaded fails the run here, unless the plan allows skipping.
+
+The flow calls it for the items that will render only (``batch.triage`` decides
+first): a run with nothing to render contacts no server and loads no model.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from comfy_gen.errors import PreflightError
 from comfy_gen.hashing import digest
@@ -59,6 +62,14 @@ def validation_plan(items: list[Any]) -> "ValidationPlan":
     if len(enabled) > 1:
         raise RuntimeError(f"The items of one run ask for {len(enabled)} different validation plans")
     return enabled.pop() if enabled else ValidationPlan()
+
+
+def setup_rejudging(run: Any, items: Sequence[Any]) -> None:
+    """Give ``run`` the items' validation plan with nothing loaded (``rejudger``):
+    enough to judge stored items by the current thresholds before deciding what
+    renders. ``setup_validation`` replaces it when something will be validated."""
+    plan = validation_plan(list(items))
+    run.validation = plan.rejudger(run.settings) if plan.enabled else None
 
 
 def setup_validation(run: Any, items: list[Any]) -> list[str]:

@@ -24,6 +24,8 @@ SHIPPED = Path(__file__).with_name("presets.yaml")
 
 #: Preset keys that map onto GenerationParams; the rest are validation settings.
 PARAM_KEYS = ("steps", "cfg", "sampler", "scheduler", "width", "height", "denoise", "loras", "checkpoint")
+#: Video keys of a preset (the original's ``length`` is the frame count; ``frames`` too).
+VIDEO_KEYS = ("length", "frames", "fps")
 VALIDATION_KEYS = ("validate", "positive_threshold", "delta_threshold", "max_attempts", "retry_strategy")
 INFO_KEYS = ("description", "notes")
 
@@ -96,7 +98,7 @@ def load_presets(user_file: Path | None = None) -> dict[str, dict[str, Any]]:
     otherwise be ignored silently).
     """
     presets: dict[str, dict[str, Any]] = {}
-    known = set(PARAM_KEYS) | set(VALIDATION_KEYS) | set(INFO_KEYS)
+    known = set(PARAM_KEYS) | set(VIDEO_KEYS) | set(VALIDATION_KEYS) | set(INFO_KEYS)
     for path in [SHIPPED, user_file] if user_file else [SHIPPED]:
         data = _read(Path(path))
         entries = data.get("presets") if isinstance(data, dict) else None
@@ -110,8 +112,42 @@ def load_presets(user_file: Path | None = None) -> dict[str, dict[str, Any]]:
             if unknown:
                 raise ConfigError(f"{path}: preset {name!r} has unknown keys: {', '.join(unknown)}",
                                   hint=f"Known keys: {', '.join(sorted(known))}")
+            for key, value in values.items():
+                problem = _value_problem(str(key), value)
+                if problem:
+                    raise ConfigError(f"{path}: preset {name!r}: {problem}")
             presets[str(name)] = {**presets.get(str(name), {}), **values}
     return presets
+
+
+_INTEGER_KEYS = ("steps", "width", "height", "max_attempts")
+_NUMBER_KEYS = ("cfg", "denoise", "positive_threshold", "delta_threshold")
+_TEXT_KEYS = ("sampler", "scheduler", "checkpoint", "retry_strategy", "description", "notes")
+
+
+def _value_problem(key: str, value: Any) -> str | None:
+    """Why a preset value has the wrong type (the file names it; the CLI would fail later, unnamed)."""
+    import math
+
+    from comfy_gen.params import text_problem
+
+    if value is None:
+        return None
+    if key in _INTEGER_KEYS and (isinstance(value, bool) or not isinstance(value, int)):
+        return f"{key} must be an integer (got {value!r:.40})"
+    if key in _NUMBER_KEYS and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                or not math.isfinite(value)):
+        return f"{key} must be a finite number (got {value!r:.40})"
+    if key == "validate" and not isinstance(value, bool):
+        return f"{key} must be true or false (got {value!r:.40})"
+    if key in _TEXT_KEYS:
+        return text_problem(value, key) if isinstance(value, str) else f"{key} must be text"
+    if key == "loras":
+        if not isinstance(value, list) or not all(isinstance(x, dict) and isinstance(x.get("name"), str)
+                                                  for x in value):
+            return "loras must be a list of {name, strength} mappings"
+        return next((p for i, x in enumerate(value) if (p := text_problem(x["name"], f"loras[{i}].name"))), None)
+    return None
 
 
 def get_preset(name: str, user_file: Path | None = None) -> dict[str, Any]:

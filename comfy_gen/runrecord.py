@@ -17,11 +17,27 @@ from comfy_gen.results import VERDICT_LABELS, ItemResult, RunSummary
 
 if TYPE_CHECKING:  # pragma: no cover
     from comfy_gen.batch import BatchRun
+    from comfy_gen.config import Settings
 
 log = logging.getLogger(__name__)
 
 
-def table_rows(results: Sequence[ItemResult]) -> list[dict[str, Any]]:
+def public_link(path: str | Path | None, settings: "Settings | None") -> str | None:
+    """The web app's URL of a file in the output folder, when ``COMFY_GEN_PUBLIC_URL`` names the API
+    server (browsers refuse file:// links from the Prefect UI); None otherwise."""
+    from urllib.parse import quote
+
+    base = getattr(settings, "public_url", None)
+    if not base or not path:
+        return None
+    try:
+        rel = Path(path).resolve().relative_to(Path(settings.output_dir).resolve())  # type: ignore[union-attr]
+    except (ValueError, OSError):
+        return None
+    return f"{base}/api/v1/images/files/{quote(rel.as_posix())}"
+
+
+def table_rows(results: Sequence[ItemResult], *, settings: "Settings | None" = None) -> list[dict[str, Any]]:
     """One row per item: verdict and score first (what a person scans), paths last."""
     rows = []
     for r in results:
@@ -34,7 +50,7 @@ def table_rows(results: Sequence[ItemResult]) -> list[dict[str, Any]]:
             "attempts": r.attempts,
             "labels": ", ".join(f"{k}={v}" for k, v in r.labels.items()),
             "prompt": (r.prompt or "")[:80], "seed": r.seed, "item": r.item_id,
-            "output": r.url or r.file or r.error or "",
+            "output": r.url or public_link(r.file, settings) or r.file or r.error or "",
         })
     return rows
 
@@ -43,10 +59,11 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f} %"
 
 
-def markdown_summary(summary: RunSummary) -> str:
-    """The run summary as markdown. An uploaded contact sheet is shown; a local
-    one is named rather than shown as a broken image."""
-    sheet = summary.contact_sheet_url or summary.contact_sheet
+def markdown_summary(summary: RunSummary, *, settings: "Settings | None" = None) -> str:
+    """The run summary as markdown. An uploaded contact sheet (or one the web app
+    serves, COMFY_GEN_PUBLIC_URL) is shown; a local one is named rather than shown
+    as a broken image."""
+    sheet = summary.contact_sheet_url or public_link(summary.contact_sheet, settings) or summary.contact_sheet
     counts = ", ".join(f"{VERDICT_LABELS.get(k, k).lower()}: {v}" for k, v in sorted(summary.counts.items()))
     lines = [
         f"# Recipe `{summary.recipe}` run {summary.run_id}", "",
@@ -59,6 +76,8 @@ def markdown_summary(summary: RunSummary) -> str:
         f"| wall time | {summary.wall_seconds:.1f} s |",
         f"| outputs | `{summary.items_dir}` |",
     ]
+    if getattr(settings, "public_url", None) and summary.run_id:
+        lines += ["", f"[Open this run in the web app]({settings.public_url}/#/runs/{summary.run_id})"]  # type: ignore[union-attr]
     if summary.validation_skipped:
         lines += ["", "**Validation was skipped: the CLIP model could not be loaded.**"]
     if sheet and sheet.startswith(("http://", "https://")):
@@ -114,5 +133,5 @@ def write_record(run: "BatchRun", results: Sequence[ItemResult], summary: RunSum
         for r in results:
             fh.write(json.dumps(r.to_dict(), default=str) + "\n")
     (run.run_dir / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2, default=str))
-    (run.run_dir / "summary.md").write_text(markdown_summary(summary))
+    (run.run_dir / "summary.md").write_text(markdown_summary(summary, settings=run.settings))
     return summary

@@ -67,6 +67,7 @@ def plan_run(recipe_path: str | Path, *, settings: Settings, backend: str | None
     recipe = load_recipe(recipe_path, settings=settings, allowed_dirs=allowed)
     expansion = expand_recipe(recipe, settings=settings)
     items = list(expansion.items)
+    _check_output_folder(settings, recipe)
     migrated = migrate_items(settings, recipe, items) if migrate else 0
     if backend:
         settings.backend_url(backend)  # an unknown name fails here, before any work
@@ -78,6 +79,15 @@ def plan_run(recipe_path: str | Path, *, settings: Settings, backend: str | None
                    cols_axis=expansion.cols_axis,
                    upload=bool(wanted) and (upload is not None or settings.storage_configured),
                    migrated=migrated)
+
+
+def _check_output_folder(settings: Settings, recipe: "Recipe") -> None:
+    """The recipe's items folder must be writable before any item renders (UsageError)."""
+    from comfy_gen.outputs import check_output_folder
+    from comfy_gen.storage import LocalStore
+
+    check_output_folder(LocalStore.from_settings(settings).items_dir(recipe.output.dir or recipe.name),
+                        what="output folder of the recipe")
 
 
 def migrate_items(settings: Settings, recipe: "Recipe", items: Sequence["RecipeItem"]) -> int:
@@ -130,6 +140,17 @@ def _rewrite_sidecar_id(old_path: Path, new_path: Path, old_id: str, new_id: str
         result["item_id"] = new_id
     info["migrated_from"] = old_id
     atomic_write_json(new_path, meta)
+
+
+def stage_tasks_wanted(recipe: "Recipe", settings: Settings, render_count: int) -> bool:
+    """Whether the items of a run show their stages as nested task runs: the
+    recipe's ``stage_tasks`` unless auto, else ``COMFY_GEN_STAGE_TASKS``; auto means
+    on while at most ``stage_tasks_max_items`` items render (what the Prefect
+    server records without falling behind, bench/README.md)."""
+    mode = recipe.stage_tasks if recipe.stage_tasks != "auto" else settings.stage_tasks
+    if mode == "auto":
+        return render_count <= settings.stage_tasks_max_items
+    return mode == "on"
 
 
 def finish_run(run: "BatchRun", results: Sequence[ItemResult], *, wall_seconds: float) -> RunSummary:

@@ -1,12 +1,15 @@
 """Prefect flows: render a recipe (on demand) and the nightly batch.
 
 Tasks are thin wrappers over ``comfy_gen.batch``; orchestration policy lives on
-the decorators here. Granularity: one task run per item (compose, queue,
+the decorators here. What renders is decided first (``batch.triage``: job key
+vs sidecar, local files only), so an unchanged re-run contacts no ComfyUI and
+loads no model. Granularity: one task run per item to render (compose, queue,
 await, validate, refine and upload happen inside it, as plain functions), so a
 2,000-item recipe is 2,000 task runs, which the server records without the
 event-queue overflow that 6 chained ``.map`` stages (12,000 runs) cause, and
 validation of one item overlaps the rendering of the next (the GPU bound is
-held only while a job is queued or rendering).
+held only while a job is queued or rendering). Small runs also show each
+item's stages as nested task runs (``flows.stages``, ``stage_tasks``).
 """
 
 from __future__ import annotations
@@ -20,16 +23,18 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.runtime import task_run as runtime_task_run
 from prefect.client.schemas.objects import State
-from prefect.states import Completed
+from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from comfy_gen import batch, observe
 from comfy_gen.config import get_settings
-from comfy_gen.errors import BatchFailed, is_transient
+from comfy_gen.errors import (BatchFailed, ComfyGenError, HintContext, current_hint_context, hint_context,
+                              is_transient)
 from comfy_gen.results import VERDICT_LABELS, ItemResult, error_result
-from comfy_gen.runs import finish_run, plan_run
+from comfy_gen.runs import finish_run, plan_run, stage_tasks_wanted
 from comfy_gen.storage import new_run_id
 from flows import reporting
+from flows.stages import StageTasks, one_line
 
 def _ship_library_logs() -> None:
     """Send comfy_gen's own log records to the Prefect run log too (what
@@ -90,11 +95,34 @@ def render_item(item: dict[str, Any], run_key: str) -> State:
     Returns a Completed state named for the verdict ("Passed", "Best effort",
     "Unvalidated", ...) with a one-line message, so the flow graph and the task
     page tell them apart without an extra task run or artifact per item.
+    An expected failure (a ComfyGenError that retrying cannot fix) is a Failed
+    state with a one-line message and the error record as its data, not a
+    raise: the run log gets one line, not a traceback per layer. Transient
+    errors raise, so the retry policy above applies.
     """
     from comfy_gen.recipes import RecipeItem
 
-    result = batch.run_item(_RUNS[run_key], RecipeItem.from_dict(item))
+    recipe_item = RecipeItem.from_dict(item)
+    try:
+        result = batch.run_item(_RUNS[run_key], recipe_item)
+    except ComfyGenError as exc:
+        if is_transient(exc):
+            raise
+        result = error_result(recipe_item, exc)
+        return Failed(message=one_line(exc), data=result)
+    if result.verdict == "error":
+        return Failed(message=result.headline().splitlines()[0], data=result)
     return Completed(name=VERDICT_LABELS[result.verdict], message=result.headline(), data=result)
+
+
+def _hint_context() -> HintContext:
+    """"deployment" when a deployment started this flow run (read from the run context:
+    ``prefect.runtime.deployment.id`` asks the API), else the caller's context."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    run = context.flow_run if context else None
+    return "deployment" if run is not None and run.deployment_id else current_hint_context()
 
 
 def _flow_run_name() -> str:
@@ -119,6 +147,17 @@ def render_recipe(recipe: str, force: bool = False, upload: bool | None = None,
     """
     from prefect.runtime import flow_run
 
+    # A deployment has no CLI flags: its errors name settings and recipe fields.
+    # (A sub-flow of a deployed nightly run inherits the context.)
+    with hint_context(_hint_context()):
+        return _render(recipe, force=force, upload=upload, backend=backend, max_items=max_items,
+                       flow_run_id=str(flow_run.id) if flow_run.id else None)
+
+
+def _render(recipe: str, *, force: bool, upload: bool | None, backend: str | None, max_items: int | None,
+            flow_run_id: str | None) -> dict[str, Any]:
+    from comfy_gen.preflight import setup_rejudging
+
     logger = get_run_logger()
     settings = get_settings()
     started = time.monotonic()
@@ -126,34 +165,47 @@ def render_recipe(recipe: str, force: bool = False, upload: bool | None = None,
     plan = plan_run(recipe, settings=settings, backend=backend, max_items=max_items, upload=upload)
     run = batch.BatchRun(settings=settings, recipe=plan.recipe, run_id=new_run_id(), force=force,
                          upload=plan.upload, layout=(plan.rows_axis, plan.cols_axis))
-    run.flow_run_id = str(flow_run.id) if flow_run.id else None
+    run.flow_run_id = flow_run_id
     run_key = run.run_id
     _RUNS[run_key] = run
-    payload = [it.to_dict() for it in plan.items]
     observe.run_started(run.run_id, plan.recipe.name, len(plan.items))
-    logger.info("Recipe %s: %d items, backend(s) %s", plan.recipe.name, len(plan.items), ", ".join(plan.backends))
     if plan.migrated:
         logger.info("%d stored item(s) renamed to the current id scheme; none is rendered again", plan.migrated)
     try:
+        # What must render, decided from local files before any server or model is touched.
+        setup_rejudging(run, plan.items)
+        triage = batch.triage(run, plan.items)
+        logger.info("Recipe %s: %d items: %d to render, %d stored earlier%s; backend(s) %s", plan.recipe.name,
+                    len(plan.items), triage.render_count, len(triage.stored),
+                    f", {len(triage.to_publish)} to upload" if triage.to_publish else "",
+                    ", ".join(plan.backends))
         synced = run.open_storage()
         if synced:
             logger.info("Outbox from earlier runs: %s", synced)
-        check = preflight_task(run_key, payload)
-        for line in check.get("warnings", []):
-            logger.warning(line)
+        results: list[ItemResult] = list(triage.stored)
+        results += [batch.publish_stored(run, item, hit) for item, hit in triage.to_publish]
+        for stored in results:
+            observe.item_finished(stored)
         progress = reporting.Progress(total=len(plan.items), key=f"{plan.recipe.name}-{run.run_id}-progress")
-        futures = render_item.map(payload, run_key=run_key)
-        by_future = {id(f): it for f, it in zip(futures, plan.items)}
-        results: list[ItemResult] = []
-        try:
-            _collect(futures, by_future, results, progress, logger)
-        except BaseException:
-            # Ctrl-C or a cancelled flow run: cancel our outstanding ComfyUI jobs and
-            # let queued items fail fast; finished items are kept (a re-run resumes).
-            cancelled = run.cancel_all()
-            logger.warning("Run interrupted: %d outstanding job(s) cancelled; %d of %d items finished "
-                           "and are kept", cancelled, len(results), len(plan.items))
-            raise
+        progress.update(len(results))
+        if triage.to_render:
+            payload = [it.to_dict() for it in triage.to_render]
+            check = preflight_task(run_key, payload)  # the items to render only: servers, models
+            for line in check.get("warnings", []):
+                logger.warning(line)
+            if stage_tasks_wanted(plan.recipe, settings, triage.render_count):
+                run.stage = StageTasks()
+            futures = render_item.map(payload, run_key=run_key)
+            by_future = {id(f): it for f, it in zip(futures, triage.to_render)}
+            try:
+                _collect(futures, by_future, results, progress, logger, run)
+            except BaseException:
+                # Ctrl-C or a cancelled flow run: cancel our outstanding ComfyUI jobs and
+                # let queued items fail fast; finished items are kept (a re-run resumes).
+                cancelled = run.cancel_all()
+                logger.warning("Run interrupted: %d outstanding job(s) cancelled; %d of %d items finished "
+                               "and are kept", cancelled, len(results), len(plan.items))
+                raise
         summary = finish_run(run, results, wall_seconds=time.monotonic() - started)
         reporting.publish(summary, sorted(results, key=lambda r: r.index))
         logger.info("Done: %d items, %d rendered, %d stored earlier, %d ComfyUI jobs, pass rate %s, GPU busy %s",
@@ -170,24 +222,41 @@ def render_recipe(recipe: str, force: bool = False, upload: bool | None = None,
 
 
 def _collect(futures: Any, by_future: dict[int, Any], results: list[ItemResult],
-             progress: Any, logger: Any) -> None:
+             progress: Any, logger: Any, run: batch.BatchRun) -> None:
     """Gather item results as they finish; a failed item is recorded, the run goes on."""
     for future in as_completed(list(futures)):
         item = by_future[id(future)]
         try:
-            result = future.result()
+            # A Failed state of an expected failure carries its error record as data.
+            result = future.result(raise_on_failure=False)
+            if not isinstance(result, ItemResult):
+                raise result if isinstance(result, BaseException) else RuntimeError(f"No result for {item.id}")
         except Exception as exc:  # noqa: BLE001 - recorded per item
             result = error_result(item, exc)
-            # One line: the task run's own log already holds the traceback.
-            logger.error("Item %s failed: %s", item.id, result.headline())
+        if result.verdict == "error":
+            # One line: the task run's state message (and, for a crash, its log) has the rest.
+            logger.error("Item %s failed: %s", item.id, result.headline().splitlines()[0])
         results.append(result)
         observe.item_finished(result)
-        progress.update(len(results))
+        progress.update(len(results), run.backends.activity())
 
 
-@flow(name="render-nightly", log_prints=False)
+def _nightly_run_name() -> str:
+    from prefect.runtime import flow_run
+
+    started = flow_run.scheduled_start_time
+    when = started.strftime("%Y-%m-%d-%H%M") if started else time.strftime("%Y-%m-%d-%H%M", time.gmtime())
+    return f"nightly-{when}"
+
+
+@flow(name="render-nightly", flow_run_name=_nightly_run_name, log_prints=False)
 def render_nightly(recipes: list[str] | None = None, force: bool = False) -> list[dict[str, Any]]:
     """Render the recipes listed, or every recipe in the recipes folder marked ``nightly: true``."""
+    with hint_context(_hint_context()):
+        return _nightly(recipes, force)
+
+
+def _nightly(recipes: list[str] | None, force: bool) -> list[dict[str, Any]]:
     logger = get_run_logger()
     paths = recipes or [str(p) for p in find_nightly_recipes(Path(get_settings().recipes_dir))]
     logger.info("Nightly batch: %d recipe(s)", len(paths))

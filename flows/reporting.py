@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 from uuid import UUID
 
 from comfy_gen.results import ItemResult, RunSummary
-from comfy_gen.runrecord import markdown_summary, table_rows
+from comfy_gen.runrecord import markdown_summary, public_link, table_rows
+
+if TYPE_CHECKING:  # pragma: no cover
+    from comfy_gen.backends import GateActivity
 
 log = logging.getLogger(__name__)
 
 
 class Progress:
-    """A progress artifact updated as items finish (at most once a second)."""
+    """A progress artifact updated as items finish (at most once a second): how many
+    are done, how many hold a GPU slot (rendering or queued in ComfyUI) and how many
+    wait for one, so the bar never says more items run than the GPU bound allows."""
 
     def __init__(self, total: int, key: str, min_interval: float = 1.0) -> None:
         from prefect.artifacts import create_progress_artifact
@@ -28,11 +33,11 @@ class Progress:
         self.min_interval = min_interval
         self._last = 0.0
         artifact_id = create_progress_artifact(0.0, key=_artifact_key(key),
-                                               description=f"Items finished (of {total})")
+                                               description=f"0 of {total} items done")
         assert isinstance(artifact_id, UUID)  # sync context: the call returned, not a coroutine
         self._id = artifact_id
 
-    def update(self, done: int) -> None:
+    def update(self, done: int, activity: "GateActivity | None" = None) -> None:
         from prefect.artifacts import update_progress_artifact
 
         now = time.monotonic()
@@ -40,7 +45,15 @@ class Progress:
             return
         self._last = now
         update_progress_artifact(self._id, 100.0 * done / self.total,
-                                 description=f"{done} of {self.total} items finished")
+                                 description=progress_text(done, self.total, activity))
+
+
+def progress_text(done: int, total: int, activity: "GateActivity | None" = None) -> str:
+    """``7 of 20 items done, 2 rendering, 4 waiting for GPU`` (the gate's own counts)."""
+    text = f"{done} of {total} items done"
+    if activity is not None and done < total:
+        text += f", {activity.holding} rendering, {activity.waiting} waiting for GPU"
+    return text
 
 
 def _artifact_key(text: str) -> str:
@@ -56,11 +69,14 @@ def publish(summary: RunSummary, results: Sequence[ItemResult]) -> None:
     """
     from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
 
+    from comfy_gen.config import get_settings
+
+    settings = get_settings()   # COMFY_GEN_PUBLIC_URL: links through the web app (comfy-gen serve)
     base = f"{summary.recipe}-{summary.run_id}"
-    create_markdown_artifact(markdown_summary(summary), key=_artifact_key(f"{base}-summary"),
+    create_markdown_artifact(markdown_summary(summary, settings=settings), key=_artifact_key(f"{base}-summary"),
                              description=f"Run summary for {summary.recipe}")
-    create_table_artifact(table_rows(results), key=_artifact_key(f"{base}-items"),
+    create_table_artifact(table_rows(results, settings=settings), key=_artifact_key(f"{base}-items"),
                           description="Items: status, score, attempts, prompt, seed, output")
-    if summary.contact_sheet_url:
-        create_image_artifact(summary.contact_sheet_url, key=_artifact_key(f"{base}-contact-sheet"),
-                              description="Contact sheet")
+    sheet_url = summary.contact_sheet_url or public_link(summary.contact_sheet, settings)
+    if sheet_url:
+        create_image_artifact(sheet_url, key=_artifact_key(f"{base}-contact-sheet"), description="Contact sheet")

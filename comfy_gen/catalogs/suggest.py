@@ -24,8 +24,9 @@ USE_CASE_SCORE = 3
 ACCELERATION_SCORE = 5
 
 _SD15 = ("v1-5-pruned-emaonly.safetensors", "sd15-txt2img")
-_WAN_T2V = ("wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", "wan22-t2v")
-_WAN_I2V = ("wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors", "wan22-i2v")
+_WAN_T2V = ("wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", "wan22-t2v-vhs")
+#: No Wan image-to-video workflow ships; LTX-Video animates a still image (workflows/ltxv-i2v.json).
+_LTXV_I2V = ("ltx-video-2b-v0.9.5.safetensors", "ltxv-i2v")
 
 #: task -> (model, workflow, alternatives, reason): the original's table.
 MODEL_TABLE: dict[str, tuple[tuple[str, str], tuple[str, ...], str]] = {
@@ -34,7 +35,7 @@ MODEL_TABLE: dict[str, tuple[tuple[str, str], tuple[str, ...], str]] = {
     "anime": (_SD15, ("sd_xl_base_1.0.safetensors",), "SD 1.5 fine-tunes cover most illustration styles"),
     "video": (_WAN_T2V, ("wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors",), "Wan 2.2 text-to-video"),
     "text-to-video": (_WAN_T2V, ("wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors",), "Wan 2.2 text-to-video"),
-    "image-to-video": (_WAN_I2V, ("wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors",), "Wan 2.2 image-to-video"),
+    "image-to-video": (_LTXV_I2V, ("wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors",), "LTX-Video image-to-video"),
 }
 DEFAULT_TASK = (_SD15, ("sd_xl_base_1.0.safetensors", "flux1-dev-fp8.safetensors"),
                 "SD 1.5 is the general-purpose default")

@@ -15,6 +15,7 @@ import yaml
 from comfy_gen import jsonschemas
 from comfy_gen.categories.model import TYPE_FOLDERS, Category
 from comfy_gen.inputfile import InputFileError, read_text
+from comfy_gen.params import bad_text_paths
 from comfy_gen.safeyaml import YamlSyntaxError, load_data
 
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
@@ -131,6 +132,8 @@ def semantic_checks(data: dict[str, Any], *, file: str, prefix: list[Any] | None
     def add(path: list[Any], message: str, severity: str = "error") -> None:
         problems.append(CategoryProblem(file, format_path([*prefix, *path]), message, severity))
 
+    for bad_path, problem in bad_text_paths(data):
+        add(bad_path, problem)
     major = int(str(data.get("schema_version", "1.0.0")).split(".")[0])
     if major != SUPPORTED_MAJOR:
         add(["schema_version"], f"unsupported schema_version {data['schema_version']} "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 from typing import Any
 
 import click
@@ -34,7 +35,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "recipe": ("comfy_gen.cli.recipes_cmd", "recipe", "Validate or expand a recipe file."),
     "run": ("comfy_gen.cli.flow_cmd", "run", "Render a recipe through the Prefect flow."),
     "demo": ("comfy_gen.cli.flow_cmd", "demo", "Render the demo recipe end to end (emulator if no ComfyUI)."),
+    "catalog": ("comfy_gen.cli.catalog_cmd", "catalog", "Index of stored generations: rebuild, list, show."),
+    "mcp": ("comfy_gen.cli.mcp_cmd", "mcp", "Serve the tools for AI agents over MCP (stdio or HTTP)."),
     "up": ("comfy_gen.cli.flow_cmd", "up", "Start a local Prefect server, worker and (if needed) emulator."),
+    "serve": ("comfy_gen.cli.serve_cmd", "serve", "Serve the HTTP API and the web page."),
 }
 
 
@@ -67,7 +71,29 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> Any:
     """Console entry point: run the CLI with expected errors mapped to exit codes."""
     _show_setting_notices()
-    return run_guarded(lambda: cli.main(args=argv, standalone_mode=False))
+    args = sys.argv[1:] if argv is None else list(argv)
+
+    def run() -> Any:
+        check_arguments(args)
+        return cli.main(args=args, standalone_mode=False)
+
+    return run_guarded(run)
+
+
+def check_arguments(args: list[str]) -> None:
+    """Refuse arguments that are not UTF-8 text (UsageError naming the option), before
+    any command sees them: undecodable bytes reach Python as lone surrogates and
+    would fail later, mid-render, when a prompt or name is encoded as JSON."""
+    from comfy_gen.errors import UsageError
+    from comfy_gen.params import text_problem
+
+    for index, arg in enumerate(args):
+        owner = args[index - 1] if index and args[index - 1].startswith("-") else None
+        label = f"the value of {owner}" if owner else f"argument {index + 1}"
+        problem = text_problem(arg, label)
+        if problem:
+            raise UsageError(problem[0].upper() + problem[1:],
+                             hint="Pass UTF-8 text; for a file whose name is not UTF-8, rename it first.")
 
 
 class _StderrNotices(logging.Handler):

@@ -1,103 +1,99 @@
-"""`generate --list-presets` / `--list-loras` and the catalog flags' request pieces.
-
-The original's ``--list-presets`` listed its prompt catalog and ``--list-loras``
-the server's LoRAs next to the catalog's LoRA presets; both are here, plus the
-sampler presets (``--preset``) that comfy-gen's presets.yaml names.
-"""
+"""`comfy-gen catalog rebuild|list|show`: the generation catalog (docs/catalog.md)."""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 if TYPE_CHECKING:  # pragma: no cover
-    from comfy_gen.catalogs import PromptPreset
-    from comfy_gen.config import Settings
-    from comfy_gen.params import LoraSpec
+    from comfy_gen.catalog import Catalog, Generation
 
 
-def list_presets(settings: "Settings", *, as_json: bool) -> int:
-    """Saved prompts (--prompt-preset) and sampler presets (--preset)."""
-    from comfy_gen.catalogs import prompt_catalog_for
-    from comfy_gen.presets import load_presets
+def _open() -> "Catalog":
+    from comfy_gen.catalog import Catalog
+    from comfy_gen.config import get_settings
 
-    prompts = prompt_catalog_for(settings)
-    samplers = load_presets(settings.presets_file)
+    return Catalog.from_settings(get_settings())
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+@click.group()
+def catalog() -> None:
+    """The index of every stored generation (SQLite, or PostgreSQL via COMFY_GEN_DATABASE_URL)."""
+
+
+@catalog.command("rebuild")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to scan (default: COMFY_GEN_OUTPUT_DIR).")
+@click.option("--json", "as_json", is_flag=True, help="Print {indexed, total, catalog} as JSON.")
+def rebuild(output_dir: Path | None, as_json: bool) -> None:
+    """Re-index every sidecar in the output folder; favorites and ratings are kept."""
+    with _open() as cat:
+        indexed = cat.rebuild(output_dir)
+        total = cat.count()
+        if as_json:
+            _echo_json({"indexed": indexed, "total": total, "catalog": cat.url})
+        else:
+            click.echo(f"Indexed {indexed} generation(s); {total} in the catalog ({cat.url})")
+
+
+@catalog.command("list")
+@click.option("--recipe", help="Only this recipe's generations.")
+@click.option("--run-id", help="Only this run's generations.")
+@click.option("--verdict", type=click.Choice(["passed", "best_effort", "unvalidated", "failed"]),
+              help="Only generations with this verdict.")
+@click.option("--category", help="Only generations composed with this category.")
+@click.option("--favorites", "favorite", is_flag=True, help="Only favorites.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--offset", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print {total, generations: [...]} as JSON.")
+def list_(recipe: str | None, run_id: str | None, verdict: str | None, category: str | None,
+          favorite: bool, limit: int, offset: int, as_json: bool) -> None:
+    """List generations, newest first."""
+    filters: dict[str, Any] = {"recipe": recipe, "run_id": run_id, "verdict": verdict, "category": category,
+                               "favorite": True if favorite else None}
+    with _open() as cat:
+        rows = cat.list(**filters, limit=limit, offset=offset)
+        total = cat.count(**filters)
     if as_json:
-        click.echo(json.dumps({"prompt_presets": [p.to_dict() for p in prompts.saved_prompts.values()],
-                               "presets": samplers, "prompt_catalog": prompts.source}, indent=2, default=str))
-        return 0
-    click.echo(f"Prompt presets (--prompt-preset NAME; {prompts.source}):")
-    for name, preset in sorted(prompts.saved_prompts.items()):
-        click.echo(f"  {name:<18}[{preset.category or '-'}] {_short(preset.positive)}")
-        if preset.recommended_loras:
-            click.echo(f"  {'':<18}LoRAs: {', '.join(preset.recommended_loras)}")
-    click.echo("\nPresets (--preset NAME):")
-    for name, values in sorted(samplers.items()):
-        settings_line = ", ".join(f"{k}={values[k]}" for k in ("steps", "cfg", "sampler", "scheduler") if k in values)
-        click.echo(f"  {name:<18}{values.get('description', '')} ({settings_line})")
-    return 0
+        _echo_json({"total": total, "limit": limit, "offset": offset, "generations": [g.to_dict() for g in rows]})
+        return
+    for g in rows:
+        click.echo(_line(g))
+    click.echo(f"{len(rows)} of {total} generation(s)", err=True)
 
 
-def list_loras(settings: "Settings", *, url: str | None, as_json: bool) -> int:
-    """The server's LoRAs (marked when the catalog knows them), then the LoRA presets.
+def _line(g: "Generation") -> str:
+    where = f"{g.recipe}/{g.item_id}" if g.recipe or g.item_id else "adhoc"
+    stars = f" {'*' * g.rating}" if g.rating else (" fav" if g.favorite else "")
+    return (f"{g.generation_id}  {g.created_at:%Y-%m-%d %H:%M:%S}  {(g.verdict or '-'):<11}  "
+            f"{where}{stars}  {g.local_path}")
 
-    Needs the server, as the original did: unreachable is exit 2.
-    """
-    from comfy_gen.catalogs import lora_catalog_for
-    from comfy_gen.comfyui import ComfyUIClient
 
-    catalog = lora_catalog_for(settings)
-    with ComfyUIClient.from_settings(settings, url=url) as client:
-        server = client.models("loras")
-    presets: dict[str, dict[str, Any]] = {
-        name: {"model": s.model, "workflow": s.workflow,
-               "loras": [f"{spec.name}:{spec.strength_model:g}" for spec in catalog.preset_loras(name)],
-               "description": s.description}
-        for name, s in catalog.model_suggestions.items()}
+@catalog.command("show")
+@click.argument("generation_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole row as JSON.")
+def show(generation_id: str, as_json: bool) -> None:
+    """Show one generation (exit 2 if the id is unknown)."""
+    from comfy_gen.errors import GenerationNotFound
+
+    with _open() as cat:
+        found = cat.get(generation_id)
+    if found is None:
+        raise GenerationNotFound(generation_id)
+    data = found.to_dict()
     if as_json:
-        click.echo(json.dumps({"server_loras": [{"name": n, "catalog": _entry(catalog, n)} for n in server],
-                               "lora_presets": presets, "lora_catalog": catalog.source}, indent=2))
-        return 0
-    click.echo(f"LoRAs on the server ({len(server)}):")
-    for name in server:
-        entry = catalog.get(name)
-        detail = f"  {entry.recommended_strength if entry.recommended_strength is not None else 1.0:g}  " \
-                 f"{entry.description}" if entry else ""
-        click.echo(f"  {name}{detail}")
-    click.echo(f"\nLoRA presets (--lora-preset NAME; {catalog.source}):")
-    available = set(server)
-    for name, info in sorted(presets.items()):
-        missing = [spec.rsplit(":", 1)[0] for spec in info["loras"] if spec.rsplit(":", 1)[0] not in available]
-        note = f"  (not on the server: {', '.join(missing)})" if missing else ""
-        click.echo(f"  {name:<18}{', '.join(info['loras']) or '-'}{note}")
-    return 0
-
-
-def _entry(catalog: Any, name: str) -> dict[str, Any] | None:
-    entry = catalog.get(name)
-    return entry.to_dict() if entry else None
-
-
-def _short(text: str, width: int = 70) -> str:
-    return text if len(text) <= width else text[:width - 3] + "..."
-
-
-def prompt_preset_options(opts: Mapping[str, Any], preset: "PromptPreset") -> dict[str, Any]:
-    """``opts`` with a prompt preset applied: its positive unless --prompt is given,
-    its negative prepended to -n (``"<preset>, <yours>"``)."""
-    out = dict(opts)
-    out["prompt"] = opts.get("prompt") or preset.positive
-    out["negative_prompt"] = preset.negative_for(opts.get("negative_prompt"))
-    return out
-
-
-def lora_preset_specs(settings: "Settings", name: str | None) -> "tuple[LoraSpec, ...]":
-    """The LoRAs of ``--lora-preset NAME`` (unknown name: UsageError, exit 2)."""
-    if not name:
-        return ()
-    from comfy_gen.catalogs import lora_catalog_for
-
-    return lora_catalog_for(settings).preset_loras(name)
+        _echo_json(data)
+        return
+    for key, value in data.items():
+        if value in (None, "", [], {}):
+            continue
+        if isinstance(value, (dict, list)):
+            value = json.dumps(value, ensure_ascii=False, sort_keys=True)
+        click.echo(f"{key + ':':<14}{value}")

@@ -119,12 +119,11 @@ def _check_recipe(recipe: Path, backend: str | None) -> None:
     """Load and expand the recipe (RecipeError: ``file:line: path: message``) before
     any Prefect server or flow run exists, so a broken file costs no start-up and
     leaves no Failed run behind. The flow checks it again as its own input."""
-    from comfy_gen.recipes import expand_recipe, load_recipe
+    from comfy_gen.runs import plan_run
 
-    settings = get_settings()
-    expand_recipe(load_recipe(recipe, settings=settings), settings=settings)
-    if backend:
-        settings.backend_url(backend)
+    # The same checks the flow makes (recipe, expansion, backend, output folder), minus the
+    # folder confinement that protects deployments (the local user named this file).
+    plan_run(recipe, settings=get_settings(), backend=backend, confine=False, migrate=False)
 
 
 def _run_and_report(recipe: str, as_json: bool, verbose: bool = False, **kwargs: Any) -> None:
@@ -173,7 +172,7 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
 @click.option("--upload/--no-upload", default=None, help="Override the recipe's output.upload.")
 @click.option("--backend", default=None, help="Backend name from settings (overrides the recipe's).")
 @click.option("--url", default=None, help="ComfyUI URL (default: COMFY_GEN_COMFYUI_URL).")
-@click.option("--max-items", type=int, default=None, help="Only the first N items.")
+@click.option("--max-items", type=click.IntRange(min=1), default=None, help="Only the first N items (N >= 1).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 @click.option("--verbose", "-v", is_flag=True, help="Show every item's Prefect log lines too.")
 def run(recipe: str, force: bool, upload: bool | None, backend: str | None, url: str | None,
@@ -246,7 +245,8 @@ class _StopSignals:
 
 
 @click.command("up")
-@click.option("--port", default=4200, show_default=True, help="Prefect server port (127.0.0.1).")
+@click.option("--port", default=4200, show_default=True, type=click.IntRange(1, 65535),
+              help="Prefect server port (127.0.0.1).")
 def up(port: int) -> None:
     """Start a local Prefect server, deploy, start a worker (and the emulator if needed); Ctrl-C stops all."""
     from comfy_gen.stack import Stack

@@ -146,9 +146,36 @@ def params_from_options(opts: Mapping[str, Any], preset: Mapping[str, Any], *,
              LoraSpec(str(x["name"]), float(x.get("strength", 1.0))) for x in preset.get("loras") or []]
     loras += list(lora_preset)
     values.update({k: opts[k] for k in PARAM_OPTIONS if opts.get(k) is not None})
+    values.update(video_values(opts, preset))
     loras += [LoraSpec.parse(spec) for spec in opts.get("lora") or ()]
     return GenerationParams(prompt=opts.get("prompt"), negative_prompt=opts.get("negative_prompt"),
                             loras=tuple(loras), **values)
+
+
+def video_values(opts: Mapping[str, Any], preset: Mapping[str, Any]) -> dict[str, Any]:
+    """--frames/--length, --fps, --video-resolution, --transparent[-subject] (flags > preset)."""
+    from comfy_gen.errors import UsageError
+    from comfy_gen.images import parse_size
+
+    values: dict[str, Any] = {}
+    frames = opts.get("frames") if opts.get("frames") is not None else preset.get("frames", preset.get("length"))
+    fps = opts.get("fps") if opts.get("fps") is not None else preset.get("fps")
+    if frames is not None:
+        values["frames"] = int(frames)
+    if fps is not None:
+        values["fps"] = float(fps)
+    if opts.get("video_resolution"):
+        width, height = parse_size(opts["video_resolution"])
+        for name, value in (("width", width), ("height", height)):
+            if opts.get(name) is not None and opts[name] != value:
+                raise UsageError(f"--video-resolution {opts['video_resolution']} contradicts --{name} {opts[name]}")
+        values.update(width=width, height=height)
+    if opts.get("transparent"):
+        values["transparent"] = True
+        values["transparent_subject"] = opts.get("transparent_subject")
+    elif opts.get("transparent_subject"):
+        raise UsageError("--transparent-subject applies to --transparent")
+    return values
 
 
 def _pick(opts: Mapping[str, Any], preset: Mapping[str, Any], key: str, default: Any) -> Any:
@@ -261,7 +288,7 @@ def _common_options(fn: Any) -> Any:
 
 
 def _seed_options(fn: Any) -> Any:
-    """The original's catalog and retry flags, kept together (comfy_gen.cli.catalog_cmd)."""
+    """The original's catalog and retry flags, kept together (comfy_gen.cli.presets_cmd)."""
     options = [
         click.option("--auto-retry/--no-auto-retry", default=None,
                      help="Retry when validation fails (the original's switch; --no-auto-retry = one attempt)."),
@@ -273,6 +300,23 @@ def _seed_options(fn: Any) -> Any:
         click.option("--list-presets", is_flag=True, help="List prompt presets and --preset presets, then exit."),
         click.option("--list-loras", is_flag=True,
                      help="List the server's LoRAs and the catalog's LoRA presets, then exit."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _video_options(fn: Any) -> Any:
+    """Video and background-removal flags (docs/video.md)."""
+    options = [
+        click.option("--frames", "--length", "frames", type=int, default=None,
+                     help="Video length in frames (video workflows; 1-1024)."),
+        click.option("--fps", type=float, default=None, help="Video frame rate (video workflows)."),
+        click.option("--video-resolution", default=None, help="Video size WxH (same as --width/--height)."),
+        click.option("--transparent", is_flag=True,
+                     help="Remove the background (segment-anything custom nodes): an RGBA PNG."),
+        click.option("--transparent-subject", default=None,
+                     help="What to keep with --transparent (default: the prompt)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -301,10 +345,11 @@ def _seed_options(fn: Any) -> Any:
 @click.option("--checkpoint", default=None, help="Override the workflow's model file.")
 @click.option("--preset", default=None, help="Named preset (comfy_gen/presets.yaml or COMFY_GEN_PRESETS_FILE).")
 @_seed_options
+@_video_options
 @_common_options
 def generate(**opts: Any) -> int:
     """Render one image, optionally CLIP-validated with retries, stored locally (and uploaded)."""
-    from comfy_gen.cli import catalog_cmd
+    from comfy_gen.cli import presets_cmd
     from comfy_gen.config import get_settings
     from comfy_gen.errors import UsageError
     from comfy_gen.presets import get_preset, load_validation_defaults
@@ -312,9 +357,9 @@ def generate(**opts: Any) -> int:
     settings = get_settings()
     if opts.get("list_presets") or opts.get("list_loras"):
         if opts.get("list_presets"):
-            catalog_cmd.list_presets(settings, as_json=opts["json_progress"])
+            presets_cmd.list_presets(settings, as_json=opts["json_progress"])
         if opts.get("list_loras"):
-            catalog_cmd.list_loras(settings, url=opts.get("url"), as_json=opts["json_progress"])
+            presets_cmd.list_loras(settings, url=opts.get("url"), as_json=opts["json_progress"])
         return 0
     if not opts.get("workflow"):
         raise UsageError("Missing option '--workflow' / '-w' (required unless --list-presets or --list-loras)")
@@ -325,8 +370,8 @@ def generate(**opts: Any) -> int:
         from comfy_gen.catalogs import prompt_catalog_for
 
         prompt_preset = prompt_catalog_for(settings).get(opts["prompt_preset"])
-        opts, base = catalog_cmd.prompt_preset_options(opts, prompt_preset), prompt_preset.recommended_settings
-    lora_preset = catalog_cmd.lora_preset_specs(settings, opts.get("lora_preset"))
+        opts, base = presets_cmd.prompt_preset_options(opts, prompt_preset), prompt_preset.recommended_settings
+    lora_preset = presets_cmd.lora_preset_specs(settings, opts.get("lora_preset"))
     preset = get_preset(opts["preset"], settings.presets_file) if opts.get("preset") else {}
     params = params_from_options(opts, preset, base=base, lora_preset=lora_preset)
     request = build_request(opts, workflow=opts["workflow"], params=params, preset=preset,
@@ -344,7 +389,7 @@ def reproduce(image: str, **opts: Any) -> int:
     Uses the comfy-gen PNG chunk or sidecar; for a plain ComfyUI image, its
     embedded API graph is queued as it is.
     """
-    from comfy_gen.errors import MetadataNotFound
+    from comfy_gen.errors import MetadataNotFound, UsageError
     from comfy_gen.metadata import read_metadata
     from comfy_gen.params import GenerationParams
 
@@ -353,7 +398,16 @@ def reproduce(image: str, **opts: Any) -> int:
     info = meta.get("comfy_gen") or {}
     workflow = info.get("workflow") or (meta.get("workflow") or {}).get("name")
     if info.get("params") and workflow:
-        request = build_request(opts, workflow=str(workflow), params=GenerationParams.from_dict(info["params"]))
+        # A workflow outside the workflows folder is recorded relative to the image
+        # (comfy_gen.outputs.localise_paths): resolve it from there first.
+        beside = Path(image).resolve().parent / str(workflow)
+        if not Path(str(workflow)).is_absolute() and beside.is_file():
+            workflow = str(beside)
+        try:
+            params = GenerationParams.from_dict(info["params"])
+        except UsageError as exc:
+            raise UsageError(f"{image}: field 'comfy_gen.params' of its metadata: {exc.message}") from exc
+        request = build_request(opts, workflow=str(workflow), params=params)
     elif isinstance(meta.get("prompt"), dict):
         from comfy_gen.workflow import get_params, normalize_graph
 

@@ -55,14 +55,15 @@ def bucket_create(name: str | None) -> None:
 
 
 @bucket.command("policy")
-@click.option("--public-read", is_flag=True, help="Anyone may GET objects (links work); no listing.")
-@click.option("--public-list", is_flag=True, help="Anyone may list the bucket's keys (off by default).")
+@click.option("--public-read", is_flag=True, help="Add: anyone may GET objects (links work).")
+@click.option("--public-list", is_flag=True, help="Add: anyone may list the bucket's keys (off by default).")
 @click.option("--private", "private", is_flag=True, help="Remove the policy: no anonymous access.")
 @click.option("--bucket", "bucket_name", default=None, help="Bucket (default: the configured one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the policy document as JSON.")
 def bucket_policy(public_read: bool, public_list: bool, private: bool, bucket_name: str | None,
                   as_json: bool) -> None:
-    """Show the bucket policy, or set it with --public-read / --public-list / --private."""
+    """Show the bucket policy, or change it: --public-read / --public-list add a grant
+    (keeping the other), --private removes both."""
     from comfy_gen.storage.admin import describe_policy, get_bucket_policy, set_bucket_policy
 
     storage = _s3(bucket_name)
@@ -105,13 +106,18 @@ def images_list(prefix: str, as_json: bool) -> None:
 @images.command("delete")
 @click.argument("key")
 @click.option("--keep-sidecar", is_flag=True, help="Do not delete KEY.json.")
-def images_delete(key: str, keep_sidecar: bool) -> None:
+@click.option("--prefix", "is_prefix", is_flag=True,
+              help="KEY is a folder ending in '/': delete every object under it.")
+def images_delete(key: str, keep_sidecar: bool, is_prefix: bool) -> None:
     """Delete KEY (and its KEY.json sidecar) from the configured bucket."""
-    from comfy_gen.storage.admin import delete_image
+    from comfy_gen.storage.admin import delete_image, delete_prefix
 
     storage = _s3()
-    for deleted in delete_image(storage, key, with_sidecar=not keep_sidecar):
-        click.echo(f"Deleted {deleted}")
+    deleted = delete_prefix(storage, key) if is_prefix else \
+        delete_image(storage, key, with_sidecar=not keep_sidecar)
+    for name in deleted:
+        click.echo(f"Deleted {name}")
+    click.echo(f"{len(deleted)} object(s) deleted from {storage.where}", err=True)
 
 
 # --- storage (outbox) --------------------------------------------------------------
@@ -177,11 +183,14 @@ def storage_sync(workers: int | None, as_json: bool) -> int:
     if as_json:
         _dump(report.to_dict())
     else:
-        click.echo(f"Uploaded {len(report.uploaded)}, failed {len(report.failed)}, remaining {report.remaining}")
+        click.echo(f"Uploaded {len(report.uploaded)}, failed {len(report.failed)}, remaining {report.remaining}"
+                   + (f", dropped {len(report.dropped)}" if report.dropped else ""))
         for key, err in report.failed.items():
             click.echo(f"  {key}: {err}", err=True)
         if report.orphaned:
             click.echo(f"{len(report.orphaned)} upload(s) wait for another store and were left queued:", err=True)
             for key, where in list(report.orphaned.items())[:20]:
                 click.echo(f"  {key} -> {where}", err=True)
+        for key in report.dropped:
+            click.echo(f"  {key}: dropped, its local file is gone", err=True)
     return 1 if report.remaining else 0

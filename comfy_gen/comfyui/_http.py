@@ -15,7 +15,8 @@ from typing import Any, Callable, TypeVar
 
 import httpx
 
-from comfy_gen.errors import ComfyGenError, ComfyUIError, ComfyUITimeout, ComfyUIUnavailable, ConfigError
+from comfy_gen.errors import (ComfyGenError, ComfyUIError, ComfyUITimeout, ComfyUIUnavailable, ConfigError,
+                              contextual_hint)
 from comfy_gen.urls import redact_text, redact_url
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,10 @@ def translate_error(exc: Exception, url: str) -> tuple[ComfyGenError, bool]:
     if isinstance(exc, (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)):
         return ComfyUIUnavailable(
             f"Cannot reach {where}: {redact_text(str(exc)) or type(exc).__name__}", url=url,
-            hint="Is ComfyUI running? Check the URL (--url / COMFY_GEN_COMFYUI_URL).",
+            hint=contextual_hint(
+                cli="Is ComfyUI running? Check the URL (--url / COMFY_GEN_COMFYUI_URL).",
+                deployment="Is ComfyUI running? Check COMFY_GEN_COMFYUI_URL (or COMFY_GEN_BACKENDS) in the "
+                           "worker's environment or the deployment's job_variables.env."),
         ), True
     if isinstance(exc, (httpx.UnsupportedProtocol, httpx.InvalidURL)):
         return ConfigError(f"Invalid ComfyUI URL {url!r}: {redact_text(str(exc))}",

@@ -4,7 +4,10 @@
 tests/recordings) of the node classes the recorded and shipped workflows use.
 Model-file combos (``ckpt_name``, ``lora_name``, ...) are filled at request time
 from the emulator's model list, and LoadImage's list from the input folder, as
-ComfyUI does when it rescans its folders.
+ComfyUI does when it rescans its folders. ``data/custom_nodes.json`` adds the
+custom-node classes comfy-gen uses (segment-anything for ``--transparent``,
+VideoHelperSuite's VHS_VideoCombine), written from those packs' sources; an
+emulator started with ``custom_nodes=False`` is a server without the packs.
 """
 
 from __future__ import annotations
@@ -32,12 +35,15 @@ FOLDER_ALIASES: dict[str, str] = {"unet": "diffusion_models", "clip": "text_enco
 DEFAULT_MODELS: dict[str, list[str]] = {
     "checkpoints": [
         "tiny_sd15.safetensors", "v1-5-pruned-emaonly.safetensors", "sd_xl_base_1.0.safetensors",
+        "ltx-video-2b-v0.9.5.safetensors",
     ],
     "loras": ["tiny_sd15_lora.safetensors", "detail_tweaker.safetensors", "film_grain.safetensors"],
-    "vae": ["tiny_sd15_vae.safetensors", "ae.safetensors", "sdxl_vae.safetensors"],
-    "diffusion_models": ["tiny_sd15_unet.safetensors", "flux1-dev-fp8.safetensors"],
+    "vae": ["tiny_sd15_vae.safetensors", "ae.safetensors", "sdxl_vae.safetensors", "wan_2.1_vae.safetensors"],
+    "diffusion_models": ["tiny_sd15_unet.safetensors", "flux1-dev-fp8.safetensors",
+                         "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors"],
     "text_encoders": [
         "tiny_sd15_clip_l.safetensors", "clip_l.safetensors", "t5xxl_fp16.safetensors",
+        "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
     ],
     "embeddings": [],
 }
@@ -72,6 +78,19 @@ def _base_catalog() -> dict[str, Any]:
     return data
 
 
+@lru_cache(maxsize=1)
+def _custom_catalog() -> dict[str, Any]:
+    text = resources.files("comfy_gen.emulator").joinpath("data/custom_nodes.json").read_text("utf-8")
+    data: dict[str, Any] = json.loads(text)
+    data.pop("_comment", None)
+    return data
+
+
+def custom_node_classes() -> list[str]:
+    """The custom-node classes the emulator can serve."""
+    return list(_custom_catalog())
+
+
 def normalize_models(models: dict[str, list[str]] | None) -> dict[str, list[str]]:
     """Merge an override into the defaults; folder aliases map to canonical names."""
     merged = {k: list(v) for k, v in DEFAULT_MODELS.items()}
@@ -95,19 +114,20 @@ def input_images(input_dir: Path) -> list[str]:
 class Catalog:
     """Node definitions with live model and input-file combos."""
 
-    def __init__(self, models: dict[str, list[str]], input_dir: Path) -> None:
+    def __init__(self, models: dict[str, list[str]], input_dir: Path, *, custom_nodes: bool = True) -> None:
         self.models = models
         self.input_dir = input_dir
+        self._classes: dict[str, Any] = {**_base_catalog(), **(_custom_catalog() if custom_nodes else {})}
 
     def class_names(self) -> list[str]:
-        return list(_base_catalog())
+        return list(self._classes)
 
     def has(self, class_type: Any) -> bool:
-        return isinstance(class_type, str) and class_type in _base_catalog()
+        return isinstance(class_type, str) and class_type in self._classes
 
     def raw(self, class_type: str) -> dict[str, Any]:
         """The static definition (do not mutate)."""
-        info: dict[str, Any] = _base_catalog()[class_type]
+        info: dict[str, Any] = self._classes[class_type]
         return info
 
     def is_output(self, class_type: str) -> bool:
@@ -154,6 +174,8 @@ class Catalog:
     def _choices(self, class_type: str, name: str, images: list[str]) -> list[str] | None:
         if name == "image" and class_type in IMAGE_INPUT_NODES:
             return images
+        if class_type in _custom_catalog():
+            return None  # the packs list their own fixed choices (e.g. SAM model names)
         folder = COMBO_FOLDERS.get(name)
         if folder is None:
             return None

@@ -30,10 +30,10 @@ class Core:
     """Queue, history, sockets, executor and worker of one emulated server."""
 
     def __init__(self, dirs: Dirs, models: dict[str, list[str]], faults: Faults, *,
-                 step_time: float, previews: bool) -> None:
+                 step_time: float, previews: bool, custom_nodes: bool = True) -> None:
         self.dirs = dirs
         self.faults = faults
-        self.catalog = Catalog(models, dirs.input)
+        self.catalog = Catalog(models, dirs.input, custom_nodes=custom_nodes)
         self.queue = PromptQueue()
         self.stats = Stats()
         self.hub = Hub(faults)

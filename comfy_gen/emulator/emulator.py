@@ -40,12 +40,15 @@ class Emulator:
     ``temp/``; without it a temporary folder is used and removed on ``stop()``.
     ``models`` overrides model lists per folder (``{"checkpoints": [...]}``).
     ``previews=True`` sends binary preview frames, like ``--preview-method auto``.
+    ``custom_nodes=False`` serves only ComfyUI's own classes (a server without the
+    segment-anything and VideoHelperSuite packs).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, step_time: float = 0.02,
                  data_dir: str | Path | None = None, models: dict[str, list[str]] | None = None,
-                 previews: bool = False) -> None:
+                 previews: bool = False, custom_nodes: bool = True) -> None:
         self.host = host
+        self.custom_nodes = custom_nodes
         self._requested_port = port
         self.step_time = step_time
         self.previews = previews
@@ -132,15 +135,16 @@ class Emulator:
             core.holds.release()
         self._call(clear())
 
-    def hold(self, after: int = 0) -> None:
+    def hold(self, after: int = 0, at_step: int = 1) -> None:
         """Hold jobs at their first sampler step until released; the next ``after`` run through.
 
         Only jobs that reach a sampler are counted or held (a fully cached job is not).
         A held job still honours ``/interrupt``; ``clear()``, ``restart()`` and ``stop()``
-        never leave one hanging.
+        never leave one hanging. ``at_step`` > 1 holds mid-sampling, after the progress
+        of the steps before it went out.
         """
         async def hold() -> None:
-            self._need_core().holds.hold(after)
+            self._need_core().holds.hold(after, at_step)
         self._call(hold())
 
     def held(self) -> list[str]:
@@ -215,7 +219,7 @@ class Emulator:
 
     async def _astart(self) -> None:
         self._core = Core(self.dirs, self.models, self.faults, step_time=self.step_time,
-                          previews=self.previews)
+                          previews=self.previews, custom_nodes=self.custom_nodes)
         self._runner = web.AppRunner(build_app(self._core), access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self._requested_port)

@@ -21,6 +21,7 @@ from typing import Any
 from comfy_gen.emulator.catalog import IMAGE_INPUT_NODES, Catalog
 from comfy_gen.emulator.faults import Faults
 from comfy_gen.emulator.hold import Holds
+from comfy_gen.emulator import media_nodes  # noqa: F401  (registers the video and segment-anything nodes)
 from comfy_gen.emulator.nodes import EVALUATORS, Latent, NodeFailure, NodeResult, passthrough
 from comfy_gen.emulator.render import Picture, preview_jpeg
 from comfy_gen.emulator.state import QueueItem
@@ -230,11 +231,11 @@ class _Run:
     async def sample(self, steps: int, latent: Latent) -> None:
         """Per-step progress (and previews) with the configured step time."""
         node_id = self.current or ""
-        if not self.hold_checked:
-            self.hold_checked = True
-            await self.ex.holds.at_sampler(self.pid)
-            self.check_interrupt()  # an interrupt is what wakes a held job early
         for step in range(1, steps + 1):
+            if not self.hold_checked and step >= min(self.ex.holds.at_step, steps):
+                self.hold_checked = True
+                await self.ex.holds.at_sampler(self.pid)
+                self.check_interrupt()  # an interrupt is what wakes a held job early
             step_time = self.ex.faults.step_time
             await asyncio.sleep(self.ex.default_step_time if step_time is None else step_time)
             self.check_interrupt()

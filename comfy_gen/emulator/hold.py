@@ -26,6 +26,7 @@ class Holds:
     def __init__(self) -> None:
         self.holding = False
         self.passes_left = 0
+        self.at_step = 1   # held before this sampler step (1: before any progress)
         self.jobs_held = 0
         self._held: dict[str, asyncio.Event] = {}  # insertion order = the order they were held
         self._changed = asyncio.Event()  # set and replaced on every change of the held set
@@ -35,20 +36,24 @@ class Holds:
         return list(self._held)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"holding": self.holding, "passes_left": self.passes_left, "held": self.held,
-                "jobs_held": self.jobs_held}
+        return {"holding": self.holding, "passes_left": self.passes_left, "at_step": self.at_step,
+                "held": self.held, "jobs_held": self.jobs_held}
 
-    def hold(self, after: int = 0) -> None:
+    def hold(self, after: int = 0, at_step: int = 1) -> None:
+        """Hold jobs before sampler step ``at_step`` (> 1: after that many steps' progress
+        went out, for tests that must act on a job mid-sampling)."""
         if after < 0:
             raise ValueError("after must be >= 0")
-        self.holding, self.passes_left = True, after
+        if at_step < 1:
+            raise ValueError("at_step must be >= 1")
+        self.holding, self.passes_left, self.at_step = True, after, at_step
 
     def release(self, n: int | None = None) -> list[str]:
         """Release the ``n`` longest-held jobs (all, and stop holding, when None)."""
         if n is not None and n < 0:
             raise ValueError("n must be >= 0")
         if n is None:
-            self.holding, self.passes_left = False, 0
+            self.holding, self.passes_left, self.at_step = False, 0, 1
         released = self.held if n is None else self.held[:n]
         for prompt_id in released:
             self._held.pop(prompt_id).set()
@@ -76,7 +81,7 @@ class Holds:
         return True
 
     async def at_sampler(self, prompt_id: str) -> None:
-        """Called once per job as it reaches its first sampler step; blocks while held."""
+        """Called once per job as it reaches sampler step ``at_step``; blocks while held."""
         if not self.holding:
             return
         if self.passes_left > 0:

@@ -44,6 +44,7 @@ class Latent:
     text: str = ""
     denoise: float = 1.0
     bases: tuple[Image.Image, ...] = field(default=())
+    frames: int = 1  # video latents: frames each batch item decodes to
 
 
 @dataclass
@@ -131,7 +132,7 @@ async def _basic_scheduler(ctx: RunContext, inputs: dict[str, Any]) -> NodeResul
     return NodeResult(({"steps": _as_int(inputs.get("steps"), 1)},))
 
 
-@node("EmptyLatentImage", "EmptySD3LatentImage", "EmptyHunyuanLatentVideo")
+@node("EmptyLatentImage", "EmptySD3LatentImage")
 async def _empty_latent(ctx: RunContext, inputs: dict[str, Any]) -> NodeResult:
     latent = Latent(_as_int(inputs.get("width"), 512), _as_int(inputs.get("height"), 512),
                     _as_int(inputs.get("batch_size"), 1))
@@ -207,8 +208,8 @@ async def _vae_decode(ctx: RunContext, inputs: dict[str, Any]) -> NodeResult:
     latent = _latent(inputs.get("samples"))
     pictures = [
         Picture(latent.width, latent.height, latent.seed or 0, latent.text, i, latent.denoise,
-                latent.bases[i % len(latent.bases)] if latent.bases else None)
-        for i in range(max(1, latent.batch))
+                latent.bases[i % len(latent.bases)] if latent.bases else None, frame=f)
+        for i in range(max(1, latent.batch)) for f in range(max(1, latent.frames))
     ]
     return NodeResult((pictures,))
 

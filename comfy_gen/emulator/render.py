@@ -44,6 +44,8 @@ class Picture:
     index: int = 0
     denoise: float = 1.0
     base: Image.Image | None = None  # the input image of an img2img job
+    frame: int = 0                   # video frame: the shapes drift a little each frame
+    alpha: Image.Image | None = None  # "L" mask of an RGBA result (JoinImageWithAlpha)
 
 
 def _palette(text: str) -> list[tuple[int, int, int]]:
@@ -73,10 +75,11 @@ def render(picture: Picture) -> Image.Image:
     for y in range(h):
         t = y / max(1, h - 1)
         draw.line([(0, y), (w, y)], fill=tuple(int(a + (b - a) * t) for a, b in zip(top, bottom)))
+    drift = picture.frame * max(1, w // 32)
     for _ in range(rng.randint(3, 7)):
         base = rng.choice(colours)  # shapes take the prompt's colours, jittered by the seed
         colour = tuple(max(0, min(255, c + rng.randint(-60, 60))) for c in base)
-        x0, y0 = rng.randint(-w // 4, w), rng.randint(-h // 4, h)
+        x0, y0 = rng.randint(-w // 4, w) + drift, rng.randint(-h // 4, h)
         size = rng.randint(max(2, min(w, h) // 8), max(3, min(w, h) // 2))
         box = [x0, y0, x0 + size, y0 + size]
         if rng.random() < 0.5:
@@ -89,6 +92,14 @@ def render(picture: Picture) -> Image.Image:
     if picture.base is not None:
         base_img = picture.base.convert("RGB").resize((width, height))
         img = Image.blend(base_img, img, max(0.0, min(1.0, picture.denoise)))
+    return img
+
+
+def render_rgba(picture: Picture) -> Image.Image:
+    """``render``, with the picture's alpha mask (RGBA) when it has one."""
+    img = render(picture)
+    if picture.alpha is not None:
+        img.putalpha(picture.alpha.convert("L").resize(img.size))
     return img
 
 
@@ -158,7 +169,7 @@ def save_batch(pictures: list[Picture], prefix: str, folder_root: Path, kind: st
     entries = []
     for batch_number, picture in enumerate(pictures):
         name = f"{stem.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
-        data = png_bytes(render(picture), text_chunks, compress_level=1 if kind == "temp" else 4)
+        data = png_bytes(render_rgba(picture), text_chunks, compress_level=1 if kind == "temp" else 4)
         (folder / name).write_bytes(data)
         entries.append({"filename": name, "subfolder": subfolder, "type": kind})
         counter += 1

@@ -257,11 +257,13 @@ async def get_hold(request: web.Request) -> web.Response:
 
 
 async def post_hold(request: web.Request) -> web.Response:
-    """Body ``{"after": K}`` (optional): hold jobs at their sampler, letting K through first."""
+    """Body ``{"after": K, "at_step": N}`` (optional): hold jobs at their sampler (before
+    step N, default 1), letting K through first."""
     holds = _core(request).holds
     try:
         body = await request.json() if request.can_read_body else {}
-        holds.hold(int((body or {}).get("after", 0)))
+        body = body or {}
+        holds.hold(int(body.get("after", 0)), int(body.get("at_step", 1)))
     except (ValueError, TypeError, AttributeError) as exc:
         return web.json_response({"error": str(exc)}, status=400)
     return web.json_response(holds.to_dict())

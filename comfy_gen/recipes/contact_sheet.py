@@ -12,6 +12,7 @@ Placement, in order of preference:
 Label keys starting with ``_`` are never drawn as labels; ``_caption`` (e.g. a
 status or score) is drawn under the thumbnail. Missing or unreadable images
 become grey placeholders so a partly failed run still shows its full shape.
+A video shows its first frame (``comfy_gen.media.still_frame``) with a play badge.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+
+from comfy_gen.media import media_info, still_frame
 
 Entry = tuple[Path | str | None, dict[str, Any]]
 Cell = tuple[Path | str | None, str]
@@ -48,21 +51,39 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font: Any, width: float) -> str:
 
 
 def _thumbnail(path: Path | str | None, thumb: int, font: Any) -> Image.Image:
+    text = "missing" if path is None else "unreadable"
     if path is not None:
         try:
-            with Image.open(path) as src:
-                img = ImageOps.contain(src.convert("RGB"), (thumb, thumb))
-            cell = Image.new("RGB", (thumb, thumb), BACKGROUND)
-            cell.paste(img, ((thumb - img.width) // 2, (thumb - img.height) // 2))
-            return cell
+            # A video's tile is its first frame, marked with a play badge; a container
+            # video (MP4/WEBM) has no decoder here and gets a "video" placeholder.
+            frame = still_frame(path)
+            if frame is not None:
+                img = ImageOps.contain(frame.convert("RGB"), (thumb, thumb))
+                cell = Image.new("RGB", (thumb, thumb), BACKGROUND)
+                cell.paste(img, ((thumb - img.width) // 2, (thumb - img.height) // 2))
+                if media_info(path).moving:
+                    _play_badge(cell)
+                return cell
+            text = "video"
         except (OSError, UnidentifiedImageError, ValueError):
             pass  # drawn as a placeholder, like a missing image
     cell = Image.new("RGB", (thumb, thumb), PLACEHOLDER)
     draw = ImageDraw.Draw(cell)
-    text = "missing" if path is None else "unreadable"
+    if text == "video":
+        _play_badge(cell)
     width = draw.textlength(text, font=font)
     draw.text(((thumb - width) / 2, thumb / 2 - 8), text, fill=(90, 90, 90), font=font)
     return cell
+
+
+def _play_badge(cell: Image.Image) -> None:
+    """A small white triangle on dark grey in the top-left corner: "this tile moves"."""
+    size = max(10, cell.width // 8)
+    draw = ImageDraw.Draw(cell)
+    draw.rectangle([2, 2, 2 + size, 2 + size], fill=(40, 40, 40))
+    pad = size // 4
+    draw.polygon([(2 + pad, 2 + pad), (2 + pad, 2 + size - pad), (2 + size - pad, 2 + size // 2)],
+                 fill=(255, 255, 255))
 
 
 def _visible(labels: dict[str, Any]) -> str:

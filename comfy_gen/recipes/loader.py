@@ -15,6 +15,7 @@ from comfy_gen.config import Settings, get_settings
 from comfy_gen import jsonschemas
 from comfy_gen.errors import RecipeError
 from comfy_gen.inputfile import InputFileError, decode_utf8, read_bounded
+from comfy_gen.params import bad_text_paths
 from comfy_gen.paths import confine
 from comfy_gen.safeyaml import PathElem, YamlDoc, YamlSyntaxError, load_yaml
 from comfy_gen.recipes.model import OutputConfig, Recipe, RecipeProblem, RefinementConfig, ValidationConfig
@@ -31,7 +32,7 @@ _PATTERN_MESSAGES: dict[str, str] = {
     "backend": "must be a backend name from settings (COMFY_GEN_BACKENDS or 'default'), "
                "not a URL or credentials",
     "dir": "must be a relative folder inside the output folder (no leading '/', no '..')",
-    "prefix": "may only contain letters, digits, '.', '_' and '-'",
+    "prefix": "may only contain letters, digits, '.', '_' and '-' (and is not '.' or '..')",
     "strategy": "must be a strategy name (lowercase letters, digits, '_')",
     "validator": "must be a validator name (lowercase letters, digits, '_')",
     "size": "must be WIDTHxHEIGHT, e.g. 512x768",
@@ -182,35 +183,14 @@ def load_recipe(path: str | Path, *, settings: Settings | None = None,
         out.raise_if_any()
     for dup_path, line in doc.duplicates:
         out.add(list(dup_path), "duplicate key (the later value would silently win)", line=line)
-    for nul_path in _paths_with_nul(doc.data):
-        out.add(nul_path, "contains a NUL character (\\0), which no prompt, name or file may hold")
+    for bad_path, problem in bad_text_paths(doc.data):
+        out.add(bad_path, problem)
     schema_problems(doc.data, out)
     # Semantic checks run even when the schema failed, on whatever is well-typed,
     # so one run reports everything.
     sections = parse_sections(doc.data, out, settings=settings, recipe_path=resolved, registry=registry)
     out.raise_if_any()
     return _build(doc.data, sections, doc, path=resolved, sha256=hashlib.sha256(content).hexdigest())
-
-
-def _paths_with_nul(data: Any) -> list[list[PathElem]]:
-    """JSON paths of strings (values or keys) holding a NUL: ComfyUI, file names and
-    PNG text chunks would each cut or refuse them somewhere later."""
-    found: list[list[PathElem]] = []
-    seen: set[int] = set()
-    stack: list[tuple[Any, list[PathElem]]] = [(data, [])]
-    while stack:
-        value, path = stack.pop()
-        if isinstance(value, str):
-            if "\0" in value:
-                found.append(path)
-        elif isinstance(value, (dict, list)) and id(value) not in seen:
-            seen.add(id(value))  # aliases share objects: visit each once
-            items = value.items() if isinstance(value, dict) else enumerate(value)
-            for key, child in items:
-                if isinstance(key, str) and "\0" in key:
-                    found.append(path)
-                stack.append((child, [*path, key]))
-    return found
 
 
 def _build(data: dict[str, Any], sections: Sections, doc: YamlDoc, *, path: Path, sha256: str) -> Recipe:
@@ -243,5 +223,13 @@ def _build(data: dict[str, Any], sections: Sections, doc: YamlDoc, *, path: Path
             upload=bool(output.get("upload", False)), contact_sheet=bool(output.get("contact_sheet", False))),
         nightly=bool(data.get("nightly", False)),
         policy_tier=data.get("policy_tier"),
+        stage_tasks=_stage_tasks(data.get("stage_tasks", "auto")),
         lines=lines,
     )
+
+
+def _stage_tasks(value: object) -> str:
+    # YAML 1.1 reads a bare `on`/`off` as a boolean; the schema allows both spellings.
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)

@@ -132,6 +132,7 @@ class Recipe:
     output: OutputConfig
     nightly: bool = False
     policy_tier: str | None = None
+    stage_tasks: str = "auto"   # auto | on | off: nested stage task runs under each item (flows/)
     # JSON path -> line, for errors found while expanding (categories, policy).
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -143,6 +144,7 @@ class Recipe:
             "axes": {a.name: len(a.values) for a in self.axes}, "categories": list(self.categories),
             "validation": self.validation.to_dict(), "refinement": self.refinement.to_dict(),
             "output": self.output.to_dict(), "nightly": self.nightly, "policy_tier": self.policy_tier,
+            "stage_tasks": self.stage_tasks,
         }
 
     @property

@@ -25,10 +25,11 @@ MAX_ITEMS = 50_000
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _WORKFLOW_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.json$")
 _SCALAR_FIELDS = ("checkpoint", "sampler", "scheduler", "steps", "cfg", "width", "height",
-                  "denoise", "negative_prompt")
-_INT_FIELDS = {"steps", "width", "height"}
-_FLOAT_FIELDS = {"cfg", "denoise"}
-_STR_FIELDS = {"checkpoint", "sampler", "scheduler", "negative_prompt"}
+                  "denoise", "negative_prompt", "frames", "fps", "transparent", "transparent_subject")
+_INT_FIELDS = {"steps", "width", "height", "frames"}
+_FLOAT_FIELDS = {"cfg", "denoise", "fps"}
+_STR_FIELDS = {"checkpoint", "sampler", "scheduler", "negative_prompt", "transparent_subject"}
+_BOOL_FIELDS = {"transparent"}
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,8 @@ def parse_defaults(data: dict[str, Any], out: Any) -> GenerationParams:
             kwargs[name] = float(value)
         elif name in _STR_FIELDS and isinstance(value, str):
             kwargs[name] = value
+        elif name in _BOOL_FIELDS and value is True:
+            kwargs[name] = True  # false is the default: left unset so item ids stay as they were
         else:
             continue
         problem = range_problem(name, kwargs[name])

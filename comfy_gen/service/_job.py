@@ -32,11 +32,11 @@ def generate(request: GenerateRequest, *, settings: Settings, on_event: EventCal
     ExecutionInterrupted when ``cancel`` is set. A kept image that failed
     validation is a result (``status`` best_effort/failed), not an error.
     """
-    from comfy_gen.outputs import adhoc_output_path
+    from comfy_gen.outputs import adhoc_output_path, check_output_folder
 
     _check_request(request)
     target = adhoc_output_path(settings, request.output, trust=request.paths)  # PathNotAllowed before any work
-    _check_writable(target)
+    check_output_folder(target.parent)
     job = _Job(request, settings, on_event, cancel or CancelToken())
     try:
         return job.run(target)
@@ -46,12 +46,20 @@ def generate(request: GenerateRequest, *, settings: Settings, on_event: EventCal
 
 def _check_request(request: GenerateRequest) -> None:
     """Everything that can be checked before the server is contacted."""
-    from comfy_gen.params import validate_ranges
+    from comfy_gen.params import text_problem, validate_ranges
     from comfy_gen.strategies import list_strategies
 
     if not request.params.prompt and not request.dry_run:
         raise UsageError("--prompt is required (unless --dry-run)")
     validate_ranges(request.params)
+    texts = {"output": request.output, "preset": request.preset, "workflow_name": request.workflow_name,
+             "workflow": request.workflow if isinstance(request.workflow, str) else None,
+             "input_image": request.input_image.ref if request.input_image else None,
+             **{f"organization.{k}": v for k, v in request.organization.to_dict().items()}}
+    for field_name, value in texts.items():
+        problem = text_problem(value, field_name)
+        if problem:
+            raise UsageError(problem)
     if request.organization.tags:
         from comfy_gen.metadata import parse_tags
 
@@ -61,15 +69,10 @@ def _check_request(request: GenerateRequest) -> None:
                          f"known: {', '.join(list_strategies())}")
     if request.max_attempts < 1:
         raise UsageError(f"max_attempts must be >= 1 (got {request.max_attempts})")
+    if request.generation_id is not None:
+        from comfy_gen.catalog.records import check_generation_id
 
-
-def _check_writable(target: Path) -> None:
-    # A trusted path may point anywhere: fail now, not after the GPU work.
-    folder = target.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise UsageError(f"Cannot write the output to {target}: {folder} is not a folder")
+        check_generation_id(request.generation_id)
 
 
 def _gate(settings: Settings, url: str) -> "GpuGate":
@@ -165,7 +168,7 @@ class _Job:
                 return GenerateResult(status="dry_run", workflow=name, warnings=tuple(self.warnings))
             started = time.monotonic()
             outcome = self._attempts(workflow, params)
-            final = _final_target(target, outcome.best.files[0])  # type: ignore[union-attr]
+            final = self._final_target(target, outcome.best.files[0])  # type: ignore[union-attr]
             return self._finish(outcome, final, name, time.monotonic() - started)
         except BaseException as exc:
             interrupted = isinstance(exc, KeyboardInterrupt) or self.token.cancelled
@@ -181,8 +184,8 @@ class _Job:
     def _prepare(self) -> tuple[dict[str, Any], str, GenerationParams]:
         """Server up, workflow loaded, input image ready, composed graph preflighted."""
         from comfy_gen.errors import ComfyUIUnavailable
-        from comfy_gen.pipeline import compose_graph
-        from comfy_gen.workflow import check_workflow
+        from comfy_gen.workflow import apply_params_with_report, check_workflow
+        from comfy_gen.workflow.video import writes_container
 
         client = self.client
         if not client.is_available():
@@ -194,7 +197,15 @@ class _Job:
         params = self._input_image()
         # Preflight the composed graph (a fixed seed: the check must not depend on chance).
         probe = params if params.seed not in (None, -1) else params.replace(seed=0)
-        check_workflow(compose_graph(workflow, probe), object_info)
+        graph, report = apply_params_with_report(workflow, probe)
+        check_workflow(graph, object_info)
+        if self.request.validation.enabled and writes_container(graph):
+            raise UsageError("Validation scores a still frame, and this workflow writes a container video "
+                             "(MP4/WEBM) comfy-gen cannot decode",
+                             hint="Drop --validate, or save an animated WEBP/GIF (SaveAnimatedWEBP, "
+                                  "VHS image/webp).")
+        for message in report.warnings:  # e.g. frames the video model will round
+            self.warn(message)
         return workflow, name, params
 
     def _workflow(self, object_info: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -248,21 +259,38 @@ class _Job:
             raise ExecutionFailed("The job finished without an output image", prompt_id=self.prompt_id)
         return outcome
 
+    def _final_target(self, target: Path, produced: Path) -> Path:
+        """The kept file's name. A video keeps its own extension: the default name
+        (``<time>.png``) takes it, and so does an ``-o car.png``, with a warning."""
+        final = _final_target(target, produced)
+        suffix = produced.suffix.lower()
+        if not suffix or final.suffix.lower() == suffix or not _moving(produced):
+            return final
+        if self.request.output is not None:
+            self.warn(f"the workflow wrote a video ({suffix.lstrip('.')}); saved as "
+                      f"{final.with_suffix(suffix).name} instead of {final.name}")
+        return final.with_suffix(suffix)
+
     def _finish(self, outcome: "Outcome", final: Path, name: str, elapsed: float) -> GenerateResult:
         """Keep the best attempt under its final name, then publish it."""
+        from comfy_gen.catalog import index_kept, normalize_id
         from comfy_gen.outputs import (OutputContext, build_output_metadata, keep_output, object_key_for,
                                        publish_with_settings)
 
         request, best = self.request, outcome.best
         assert best is not None
         context = OutputContext(workflow_name=name, params=best.params, preset=request.preset,
-                                organization=request.organization.to_dict(), generation_time=elapsed)
+                                organization=request.organization.to_dict(), generation_time=elapsed,
+                                generation_id=normalize_id(request.generation_id) if request.generation_id else None,
+                                recipe_hash=request.recipe_hash, categories=tuple(request.categories))
         kept = keep_output(best.files[0], final, key=object_key_for(context, final),
                            metadata=build_output_metadata(context, outcome) if request.metadata else None,
                            embed=request.embed_metadata)
         publication = publish_with_settings(kept, self.settings) if request.upload else Publication()
         self._report_publication(publication, kept.file)
+        index_kept(self.settings, kept)  # after publishing: the row carries the object URL
         return GenerateResult(
+            generation_id=(kept.metadata or {}).get("comfy_gen", {}).get("generation_id"),
             status=outcome.status, workflow=name, file=kept.file, sidecar=kept.sidecar,  # type: ignore[arg-type]
             key=publication.key, url=publication.url, upload=publication.state, upload_error=publication.error,
             prompt_id=best.prompt_id, attempts=tuple(outcome.attempts), best=best, warnings=tuple(self.warnings))
@@ -304,3 +332,14 @@ class _CancellableGate:
 def _final_target(target: Path, produced: Path) -> Path:
     # `-o result` gets the produced file's extension, so viewers know what it is.
     return target if target.suffix else target.with_suffix(produced.suffix or ".png")
+
+
+def _moving(path: Path) -> bool:
+    from comfy_gen.media import is_container_video, media_info
+
+    if is_container_video(path):
+        return True
+    try:
+        return media_info(path).moving
+    except OSError:
+        return False

@@ -124,6 +124,11 @@ class GenerateRequest:
     dry_run: bool = False
     url: str | None = None
     paths: PathTrust = "confined"
+    #: the catalog id the kept output gets (a face that answers before the job runs picks it);
+    #: None: a new uuid4 hex. recipe_hash/categories: what it was composed from (catalog fields).
+    generation_id: str | None = None
+    recipe_hash: str | None = None
+    categories: tuple[str, ...] = ()
 
 
 # --- events and the result ------------------------------------------------------------
@@ -177,10 +182,11 @@ class GenerateResult:
     attempts: tuple[Attempt, ...] = ()
     best: Attempt | None = None
     warnings: tuple[str, ...] = ()
+    generation_id: str | None = None   # the catalog's id (None when no metadata was kept)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
-            "status": self.status, "workflow": self.workflow,
+            "status": self.status, "generation_id": self.generation_id, "workflow": self.workflow,
             "file": str(self.file) if self.file else None,
             "sidecar": str(self.sidecar) if self.sidecar else None,
             "key": self.key, "url": self.url, "upload": self.upload, "prompt_id": self.prompt_id,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from comfy_gen.errors import UsageError
+from comfy_gen.errors import StorageError, UsageError
 from comfy_gen.storage.base import ObjectInfo, check_key
 from comfy_gen.storage.s3 import S3Storage
 
@@ -38,15 +38,34 @@ def create_bucket(storage: S3Storage) -> bool:
 
 def set_bucket_policy(storage: S3Storage, *, public_read: bool = False, public_list: bool = False,
                       private: bool = False) -> dict[str, Any] | None:
-    """Apply a policy and return the document set (None = private, policy removed)."""
+    """Grant anonymous read and/or listing, or remove every grant (``private``).
+
+    Grants add to what the bucket already allows: ``--public-list`` after
+    ``--public-read`` gives both, it does not silently take read away. Only
+    ``--private`` removes access. Returns the document now set (None = private).
+    """
     if private and (public_read or public_list):
         raise UsageError("--private cannot be combined with --public-read or --public-list")
-    doc = None if private else policy_document(storage.bucket, public_read=public_read,
-                                                public_list=public_list)
-    if doc is None and not private:
+    if not (private or public_read or public_list):
         raise UsageError("Choose --public-read, --public-list (or both), or --private")
+    doc = None
+    if not private:
+        current = describe_access(get_bucket_policy(storage))
+        doc = policy_document(storage.bucket, public_read=public_read or current["read"],
+                              public_list=public_list or current["list"])
     storage.set_policy(json.dumps(doc) if doc is not None else None)
     return doc
+
+
+def describe_access(doc: dict[str, Any] | None) -> dict[str, bool]:
+    """Which anonymous grants ``doc`` makes: ``{"read": ..., "list": ...}``."""
+    actions: set[str] = set()
+    for st in (doc or {}).get("Statement", []):
+        if not isinstance(st, dict) or st.get("Effect") != "Allow":
+            continue
+        acts = st.get("Action", [])
+        actions.update([acts] if isinstance(acts, str) else acts)
+    return {"read": bool(actions & {"s3:GetObject", "s3:*"}), "list": bool(actions & {"s3:ListBucket", "s3:*"})}
 
 
 def get_bucket_policy(storage: S3Storage) -> dict[str, Any] | None:
@@ -79,16 +98,53 @@ def list_images(storage: S3Storage, prefix: str = "") -> list[ObjectInfo]:
 
 
 def delete_image(storage: S3Storage, key: str, *, with_sidecar: bool = True) -> list[str]:
-    """Delete ``key`` (and ``<key>.json`` when present) from the configured bucket only."""
+    """Delete ``key`` (and ``<key>.json`` when present) from the configured bucket only.
+
+    A key that is a folder (``recipe/`` or ``recipe`` with objects under it) is
+    refused: deleting it would delete nothing and report success. Use
+    ``delete_prefix`` for that. The object is checked gone afterwards.
+    """
     check_key(key)
-    deleted = []
+    if key.endswith("/"):
+        raise UsageError(f"{key!r} is a prefix, not an object key",
+                         hint="Delete everything under it with `comfy-gen images delete --prefix KEY`.")
     if not storage.exists(key):
+        under = next(iter(storage.iter_objects(key + "/")), None)
+        if under is not None:
+            raise UsageError(f"{key!r} is a prefix (e.g. {under.key!r} is under it), not an object",
+                             hint=f"Delete everything under it with `comfy-gen images delete --prefix {key}/`.")
         raise UsageError(f"No object {key!r} in {storage.where}",
                          hint="List keys with `comfy-gen images list`.")
-    storage.delete(key)
-    deleted.append(key)
-    side = key + ".json"
-    if with_sidecar and not key.endswith(".json") and storage.exists(side):
-        storage.delete(side)
-        deleted.append(side)
+    deleted = []
+    for target in [key] + ([key + ".json"] if with_sidecar and not key.endswith(".json") else []):
+        if target != key and not storage.exists(target):
+            continue
+        storage.delete(target)
+        if storage.exists(target):
+            raise StorageError(f"{target!r} is still in {storage.where} after deleting it")
+        deleted.append(target)
     return deleted
+
+
+def delete_prefix(storage: S3Storage, prefix: str) -> list[str]:
+    """Delete every object whose key starts with ``prefix`` (a folder: ends with ``/``).
+
+    UsageError for an empty prefix (never the whole bucket by accident), a prefix
+    without a trailing ``/`` (``a`` would also match ``ab/``), or one that matches
+    nothing; returns the keys deleted.
+    """
+    if not prefix.strip("/"):
+        raise UsageError("Refusing to delete with an empty prefix (that is the whole bucket)")
+    if not prefix.endswith("/"):
+        raise UsageError(f"Prefix {prefix!r} must end with '/' (it names a folder of keys)")
+    check_key(prefix.rstrip("/"))
+    keys = [obj.key for obj in storage.iter_objects(prefix)]
+    if not keys:
+        raise UsageError(f"No objects under {prefix!r} in {storage.where}",
+                         hint="List keys with `comfy-gen images list --prefix ...`.")
+    for key in keys:
+        storage.delete(key)
+    left = [obj.key for obj in storage.iter_objects(prefix)]
+    if left:
+        raise StorageError(f"{len(left)} object(s) under {prefix!r} are still in {storage.where} after deleting")
+    return keys

@@ -16,6 +16,7 @@ orphaned too, until ``adopt_orphans`` assigns them to a store.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -28,6 +29,7 @@ from typing import Any, Iterator, Sequence
 
 from comfy_gen.errors import BucketNotFound, StorageAuthError, StorageError, TransientError
 from comfy_gen.storage.base import Storage, StoredObject, check_key, content_type_for
+from comfy_gen.storage.local import SIDECAR_SUFFIX, atomic_write_json, sidecar_path
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +88,12 @@ class SyncReport:
     failed: dict[str, str] = field(default_factory=dict)
     remaining: int = 0
     orphaned: dict[str, str] = field(default_factory=dict)
+    #: entries whose local file is gone: nothing can ever upload them, so they were removed
+    dropped: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         return {"uploaded": self.uploaded, "failed": self.failed, "remaining": self.remaining,
-                "orphaned": self.orphaned}
+                "orphaned": self.orphaned, "dropped": self.dropped}
 
 
 class Outbox:
@@ -180,6 +184,10 @@ class Outbox:
         """Upload every entry queued for this store; remove each one only after its
         upload succeeded. Entries for other stores are reported as orphaned, untouched.
 
+        Images go first; once one is uploaded its local sidecar (``<image>.json``)
+        records the URL, and only then are sidecars uploaded, so the stored
+        sidecar carries the URL too. An entry whose local file is gone can never
+        succeed: it is dropped with a warning instead of being retried forever.
         Auth and bucket errors are raised (nothing will succeed until the settings
         are fixed); the entries stay queued.
         """
@@ -194,8 +202,15 @@ class Outbox:
             # Local-only "uploads" always succeed; draining the queue into them
             # would silently drop work meant for the real store.
             return report
-        entries = self.pending(target) if self.db_path.exists() else []
+        entries = []
+        for entry in (self.pending(target) if self.db_path.exists() else []):
+            if Path(entry.local_path).is_file():
+                entries.append(entry)
+            elif self.remove(entry.key, target=target, version=entry.version):
+                log.warning("Dropped %s from the outbox: its local file %s is gone", entry.key, entry.local_path)
+                report.dropped.append(entry.key)
         if not entries:
+            report.remaining = self.count(target)
             return report
 
         def one(entry: OutboxEntry) -> tuple[OutboxEntry, StoredObject | None, BaseException | None]:
@@ -203,19 +218,26 @@ class Outbox:
                 return entry, storage.put(entry.local_path, entry.key, content_type=entry.content_type), None
             except StorageError as exc:
                 return entry, None, exc
+            except OSError as exc:  # the file vanished or became unreadable during the upload
+                return entry, None, StorageError(f"Cannot read {entry.local_path}: {exc.strerror or exc}")
 
         config_error: StorageError | None = None
+        images = [e for e in entries if not e.key.endswith(SIDECAR_SUFFIX)]
+        sidecars = [e for e in entries if e.key.endswith(SIDECAR_SUFFIX)]
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for entry, stored, exc in pool.map(one, entries):
-                if stored is not None:
-                    self.remove(entry.key, target=target, version=entry.version)
-                    report.uploaded.append(entry.key)
-                    continue
-                assert exc is not None
-                self._failed(entry, exc.message if isinstance(exc, StorageError) else str(exc))
-                report.failed[entry.key] = str(getattr(exc, "message", exc))
-                if isinstance(exc, (StorageAuthError, BucketNotFound)) and config_error is None:
-                    config_error = exc
+            for phase in (images, sidecars):
+                for entry, stored, exc in pool.map(one, phase):
+                    if stored is not None:
+                        self.remove(entry.key, target=target, version=entry.version)
+                        report.uploaded.append(entry.key)
+                        if phase is images:
+                            record_url(Path(entry.local_path), stored)
+                        continue
+                    assert exc is not None
+                    self._failed(entry, exc.message if isinstance(exc, StorageError) else str(exc))
+                    report.failed[entry.key] = str(getattr(exc, "message", exc))
+                    if isinstance(exc, (StorageAuthError, BucketNotFound)) and config_error is None:
+                        config_error = exc
         report.remaining = self.count(target)
         if config_error is not None:
             raise config_error
@@ -239,6 +261,29 @@ def _migrate(conn: sqlite3.Connection) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def record_url(image: Path, stored: StoredObject) -> bool:
+    """Write the URL and key of an uploaded image into its local sidecar, if it has one.
+
+    The sidecar is the local record of the image (and the cache marker of batch
+    items): without the URL a later run would upload the image again and
+    ``metadata show`` would say it was never published. False when there is no
+    sidecar, or it is not a comfy-gen document.
+    """
+    side = sidecar_path(image)
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(meta, dict) or not isinstance(meta.get("storage", {}), dict):
+        return False
+    meta["storage"] = {**(meta.get("storage") or {}), "url": stored.url, "key": stored.key}
+    result = (meta.get("comfy_gen") or {}).get("result") if isinstance(meta.get("comfy_gen"), dict) else None
+    if isinstance(result, dict):
+        result.update(url=stored.url, key=stored.key, upload="skipped" if stored.skipped else "uploaded")
+    atomic_write_json(side, meta)
+    return True
 
 
 def upload_files(storage: Storage, files: Sequence[tuple[str | Path, str] | tuple[str | Path, str, str | None]],

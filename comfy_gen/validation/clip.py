@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, cast
 
-from comfy_gen.errors import ValidatorUnavailable
+from comfy_gen.errors import ValidatorUnavailable, contextual_hint
 from comfy_gen.validation.base import (
     BaseValidator,
     ImageInput,
@@ -41,11 +41,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
-UNAVAILABLE_HINT = (
-    "Set COMFY_GEN_CLIP_MODEL to a local folder holding the CLIP model (config.json, "
-    "model.safetensors, tokenizer and processor files, as written by save_pretrained), "
-    "make the Hugging Face hub reachable, or skip validation (--no-validate)."
-)
+
+#: How long the hub probe may take before the hub counts as unreachable (connect only).
+HUB_PROBE_TIMEOUT = 1.0
+
+
+def unavailable_hint() -> str:
+    """What to change when the model cannot be loaded, in the words of the context
+    (CLI flags, or a deployment's worker environment and recipe fields)."""
+    return contextual_hint(
+        cli="Set COMFY_GEN_CLIP_MODEL to a local folder holding the CLIP model (config.json, "
+            "model.safetensors, tokenizer and processor files, as written by save_pretrained), "
+            "make the Hugging Face hub reachable, or skip validation (--no-validate).",
+        deployment="Set COMFY_GEN_CLIP_MODEL in the worker's environment (or the deployment's "
+                   "job_variables.env) to a local folder holding the CLIP model, make the Hugging Face "
+                   "hub reachable from the worker, or set validation.allow_skip: true (or "
+                   "validation.enabled: false) in the recipe.")
 
 
 def _load_errors() -> tuple[type[BaseException], ...]:
@@ -65,38 +76,137 @@ def _looks_local(model_name: str) -> bool:
     return model_name.startswith((".", "/", "~", "\\")) or Path(model_name).expanduser().exists()
 
 
-def load_clip(model_name: str, device: str) -> tuple[Any, Any]:
-    """``CLIPModel`` and ``CLIPProcessor`` from a hub id or local folder, in eval mode
-    on ``device``; every load failure becomes ``ValidatorUnavailable`` (once, here)."""
-    source = model_name
+def hub_address() -> tuple[str, int]:
+    """(host, port) a download would connect to first: the HTTPS proxy if one is
+    set, else the hub endpoint (HF_ENDPOINT, default huggingface.co:443)."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    target = urllib.request.getproxies().get("https") or constants.ENDPOINT
+    parts = urlsplit(target if "://" in target else f"http://{target}")
+    return parts.hostname or "huggingface.co", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def hub_reachable(address: tuple[str, int], timeout: float = HUB_PROBE_TIMEOUT) -> bool:
+    """A TCP connect to ``address`` within ``timeout`` seconds, DNS included.
+
+    Run in a daemon thread because name resolution has no timeout of its own
+    (a resolver with no network can take 10+ s); a late answer is ignored.
+    """
+    import socket
+
+    answer: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection(address, timeout=timeout):
+                answer.append(True)
+        except OSError:
+            answer.append(False)
+
+    thread = threading.Thread(target=probe, name="comfy-gen-hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(answer and answer[0])
+
+
+def _from_pretrained(source: str, *, local_only: bool) -> tuple[Any, Any]:
+    from transformers import CLIPModel, CLIPProcessor
+
+    model = CLIPModel.from_pretrained(source, local_files_only=local_only)
+    processor = CLIPProcessor.from_pretrained(source, local_files_only=local_only)
+    return model, processor
+
+
+def _unavailable(model_name: str, exc: BaseException) -> ValidatorUnavailable:
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return ValidatorUnavailable(
+        f"Cannot load CLIP model {model_name!r}: {type(exc).__name__}: {detail}".rstrip(": "),
+        hint=unavailable_hint())
+
+
+def _in_hub_cache(model_name: str) -> bool:
+    """Whether the local hub cache holds the model's config (no transformers import)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    try:
+        return isinstance(try_to_load_from_cache(model_name, "config.json"), str)
+    except ValueError:  # not a valid repo id: only from_pretrained can say what it is
+        return True
+
+
+def _require_hub(model_name: str, cause: BaseException | None = None) -> None:
+    """Raise ValidatorUnavailable now unless the hub can be asked for ``model_name``:
+    offline mode is off and a ~1 s TCP probe reaches it."""
+    from comfy_gen.config import hub_offline
+
+    if hub_offline():
+        raise ValidatorUnavailable(
+            f"CLIP model {model_name!r} is not in the local model cache and hub access is off "
+            "(HF_HUB_OFFLINE)", hint=unavailable_hint()) from cause
+    address = hub_address()
+    if not hub_reachable(address):
+        raise ValidatorUnavailable(
+            f"CLIP model {model_name!r} is not in the local model cache and the model hub "
+            f"({address[0]}:{address[1]}) cannot be reached", hint=unavailable_hint()) from cause
+    log.info("CLIP model %s is not cached; downloading it from the hub", model_name)
+
+
+def precheck(model_name: str) -> None:
+    """Fail now (ValidatorUnavailable) if ``model_name`` cannot be loaded for a reason
+    known without torch: a missing folder, or a hub id neither cached nor reachable."""
     if _looks_local(model_name):
         path = Path(model_name).expanduser()
         if not path.is_dir():
-            raise ValidatorUnavailable(f"CLIP model folder not found: {path}", hint=UNAVAILABLE_HINT)
-        source = str(path)
+            raise ValidatorUnavailable(f"CLIP model folder not found: {path}", hint=unavailable_hint())
+    elif not _in_hub_cache(model_name):
+        _require_hub(model_name)
+
+
+def load_clip(model_name: str, device: str) -> tuple[Any, Any]:
+    """``CLIPModel`` and ``CLIPProcessor`` from a hub id or local folder, in eval mode
+    on ``device``; every load failure becomes ``ValidatorUnavailable`` (once, here).
+
+    A hub id is read from the local cache first (``local_files_only``); the hub is
+    asked only when the model is not cached, offline mode is off and a ~1 s TCP
+    probe reaches it. So a missing model fails in about a second (before even
+    importing transformers when the cache has no trace of it) instead of after
+    the hub client's retries and time-outs (23-43 s measured).
+    """
+    local = _looks_local(model_name)
+    source = str(Path(model_name).expanduser()) if local else model_name
+    precheck(model_name)
     try:
-        from transformers import CLIPModel, CLIPProcessor
+        from transformers.utils import logging as hf_logging
     except ImportError as exc:
         raise ValidatorUnavailable(
             f"CLIP validation needs torch and transformers ({exc})",
-            hint="pip install torch transformers, or skip validation (--no-validate).",
+            hint=contextual_hint(
+                cli="pip install torch transformers, or skip validation (--no-validate).",
+                deployment="Install torch and transformers where the worker runs, or set "
+                           "validation.allow_skip: true (or validation.enabled: false) in the recipe."),
         ) from exc
+    # Library progress bars would land in the CLI's stderr and the flow's logs.
+    disable_progress_bar: Callable[[], None] = hf_logging.disable_progress_bar  # untyped upstream
+    disable_progress_bar()
     try:
-        from transformers.utils import logging as hf_logging
-
-        # Library progress bars would land in the CLI's stderr and the flow's logs.
-        disable_progress_bar: Callable[[], None] = hf_logging.disable_progress_bar  # untyped upstream
-        disable_progress_bar()
-        model = CLIPModel.from_pretrained(source)
-        processor = CLIPProcessor.from_pretrained(source)
+        try:
+            model, processor = _from_pretrained(source, local_only=not local)
+        except _load_errors() as cache_miss:
+            if local:
+                raise
+            _require_hub(model_name, cache_miss)  # cached only in part (no weights, say)
+            model, processor = _from_pretrained(source, local_only=False)
         # transformers types the wrapped .to() with self as its first argument.
-        model = model.to(device).eval()  # type: ignore[arg-type]
+        model = model.to(device).eval()
+    except ValidatorUnavailable:
+        raise
     except _load_errors() as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise ValidatorUnavailable(
-            f"Cannot load CLIP model {model_name!r}: {type(exc).__name__}: {detail}".rstrip(": "),
-            hint=UNAVAILABLE_HINT,
-        ) from exc
+        raise _unavailable(model_name, exc) from exc
     return model, processor
 
 
@@ -311,6 +421,8 @@ def get_validator(model_name: str | None = None, *, device: str | None = None) -
 
     settings = get_settings()
     name = model_name or settings.clip_model
+    if device is None and not settings.clip_device and not any(key[0] == name for key in _CACHE):
+        precheck(name)  # before torch is imported to pick a device: a missing model fails in ~1 s
     dev = device or settings.clip_device or default_device()
     key = (name, dev)
     with _CACHE_LOCK:  # held while loading so two threads never build the same model

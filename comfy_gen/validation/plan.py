@@ -10,6 +10,7 @@ metadata and reporting all read the same objects::
     with plan.prepare(settings, batching=True) as prepared:  # ValidatorUnavailable unless allow_skip
         verdicts = prepared.judge("out.png", "a red car", "blurry")
         stored = prepared.rejudge(old_verdicts)              # new thresholds, no rendering
+    plan.rejudger(settings).rejudge(old_verdicts)            # the same, nothing loaded
 
 Each validator gives one ``Verdict``. An attempt keeps the list; ``merge_scores``
 and ``overall`` give the flat ``scores`` / ``passed`` / ``reason`` that sidecars
@@ -159,6 +160,14 @@ class ValidationPlan:
     def to_dict(self) -> dict[str, Any]:
         return {"checks": [c.to_dict() for c in self.checks], "allow_skip": self.allow_skip}
 
+    def rejudger(self, settings: "Settings") -> "PreparedPlan":
+        """The plan with its thresholds resolved and nothing loaded: ``rejudge`` works
+        (stored scores judged by the current thresholds), ``judge`` does not. What a
+        run uses until it knows something will be rendered and validated."""
+        kinds = [(check, get_validator_class(check.validator)) for check in self.checks]
+        return PreparedPlan(self, [_Prepared(c, k, _resolve(c.thresholds, k, settings), None) for c, k in kinds],
+                            loaded=False)
+
     def prepare(self, settings: "Settings", *, batching: bool = False) -> "PreparedPlan":
         """Load every validator now, before anything renders.
 
@@ -211,13 +220,15 @@ class PreparedPlan:
     """A plan with its validators loaded: judges new images and re-judges stored scores.
 
     ``active`` is False when the plan is disabled or was skipped; ``judge`` then
-    returns no verdicts. ``rejudge`` never needs a loaded validator.
+    returns no verdicts. ``rejudge`` never needs a loaded validator: a plan from
+    ``ValidationPlan.rejudger`` (``loaded`` False) only re-judges.
     """
 
     def __init__(self, plan: ValidationPlan, checks: Sequence[_Prepared], *, skipped: bool = False,
-                 warnings: Sequence[str] = ()) -> None:
+                 warnings: Sequence[str] = (), loaded: bool = True) -> None:
         self.plan = plan
         self.skipped = skipped
+        self.loaded = loaded   # False: made by ValidationPlan.rejudger, judges nothing new
         self.warnings = list(warnings)
         self._checks = list(checks)
 
@@ -243,6 +254,8 @@ class PreparedPlan:
 
     def judge(self, image: ImageInput, prompt: str, negative: str | None = None) -> list[Verdict]:
         """Score ``image`` with every validator and judge it (one verdict each)."""
+        if not self.loaded:
+            raise RuntimeError("This plan only re-judges stored scores; prepare() it to judge new images")
         verdicts: list[Verdict] = []
         for p in self._checks:
             if p.validator is None:

@@ -24,11 +24,14 @@ from comfy_gen.workflow.edit import (
     _set_seed,
     _set_size,
     _set_vae,
+    _write,
     denoise_nodes,
     latent_nodes,
     steps_nodes,
 )
 from comfy_gen.workflow.loras import add_loras, lora_chain
+from comfy_gen.workflow.transparent import add_background_removal, subject_text
+from comfy_gen.workflow.video import FPS_INPUTS, fps_nodes, frame_step_warning, frames_nodes, read_video
 
 
 def apply_params_with_report(wf: Graph, params: GenerationParams, *, rng: random.Random | None = None,
@@ -58,9 +61,37 @@ def apply_params_with_report(wf: Graph, params: GenerationParams, *, rng: random
     _set_size(out, report, params.width, params.height, params.batch_size)
     if params.input_image is not None:
         _set_input_image(out, params.input_image, report)
+    if params.frames is not None or params.fps is not None:
+        _set_video(out, report, params.frames, params.fps)
     if params.extra:
         _set_extra(out, params.extra, report, object_info)
+    if params.transparent:
+        # Last, so the cut-out sits between the final image and SaveImage.
+        cut = add_background_removal(out, subject_text(params.transparent_subject, params.prompt))
+        report.added_nodes += sort_ids([nid for nid in cut if nid not in out])
+        _record_diff(out, cut, report)
+        out = cut
     return out, report
+
+
+def _set_video(wf: Graph, report: ApplyReport, frames: int | None, fps: float | None) -> None:
+    """Frames on the video latent, fps on the save/conditioning nodes of the video's path."""
+    if frames is not None:
+        targets = frames_nodes(wf)
+        for nid in targets:
+            _write(wf, nid, "length", frames, report)
+            note = frame_step_warning(wf, nid, frames)
+            if note:
+                report.warn(note)
+        if not targets:
+            report.warn(f"frames={frames} given but the workflow has no video latent on a video "
+                        "output's path (a `length` input); ignored")
+    if fps is not None:
+        targets = fps_nodes(wf)
+        for nid in targets:
+            _write(wf, nid, FPS_INPUTS[str(class_of(wf, nid))], fps, report)
+        if not targets:
+            report.warn(f"fps={fps:g} given but the workflow has no video output; ignored")
 
 
 def _record_diff(before: Graph, after: Graph, report: ApplyReport) -> None:
@@ -135,6 +166,7 @@ def get_params(wf: Graph) -> GenerationParams:
         loras.append(LoraSpec(name=name, strength_model=strength,
                               strength_clip=None if clip is None or clip == strength else clip))
     latents = latent_nodes(wf)
+    frames, fps = read_video(wf)
     return GenerationParams(
         prompt=text(prompts.positive or prompts.shared),
         negative_prompt=text(prompts.negative),
@@ -151,4 +183,6 @@ def get_params(wf: Graph) -> GenerationParams:
         vae=_literal(wf, nodes_of(wf, "VAELoader"), "vae_name"),
         loras=tuple(loras),
         input_image=_literal(wf, nodes_of(wf, "LoadImage"), "image"),
+        frames=frames,
+        fps=fps,
     )

@@ -88,9 +88,16 @@ def _nodes_with(wf: Graph, predicate: Any) -> list[str]:
 
 
 def latent_nodes(wf: Graph) -> list[str]:
-    """Empty*Latent* nodes with a size (EmptyLatentImage, EmptySD3LatentImage, video latents...)."""
-    return _nodes_with(wf, lambda cls, n: cls.startswith("Empty") and "Latent" in cls
-                       and "width" in (n.get("inputs") or {}))
+    """Nodes that make the latent and so fix the output size: Empty*Latent* with a size
+    (EmptyLatentImage, EmptySD3LatentImage, video latents), and image-to-video nodes
+    that make the video latent from a start image (WanImageToVideo, LTXVImgToVideo:
+    width, height and length)."""
+    def makes_latent(cls: str, node: dict[str, Any]) -> bool:
+        inputs = node.get("inputs") or {}
+        if cls.startswith("Empty") and "Latent" in cls and "width" in inputs:
+            return True
+        return {"width", "height", "length"} <= set(inputs)
+    return _nodes_with(wf, makes_latent)
 
 
 def steps_nodes(wf: Graph) -> list[str]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from comfy_gen.errors import PreflightError
+from comfy_gen.workflow.custom_nodes import missing_packs, pack_for
 from comfy_gen.workflow._graph import (
     MODEL_EXTENSIONS,
     Graph,
@@ -175,6 +176,12 @@ def preflight(wf: Graph, object_info: dict[str, Any]) -> list[Problem]:
             continue
         info = object_info.get(cls)
         if info is None:
+            pack = pack_for(cls)
+            if pack is not None:  # a known custom node: say where it comes from, no look-alikes
+                problems.append(Problem(nid, cls, None, "unknown_node",
+                                        f"node class {cls!r} is not installed on the server; it comes from "
+                                        f"the custom node pack {pack.name} ({pack.url})"))
+                continue
             sugg = difflib.get_close_matches(cls, list(object_info), n=5, cutoff=0.6)
             problems.append(Problem(nid, cls, None, "unknown_node",
                                     f"node class {cls!r} is not installed on the server", tuple(sugg)))
@@ -213,5 +220,7 @@ def check_workflow(wf: Graph, object_info: dict[str, Any]) -> None:
         hint += ", or pick one of the suggestions." if any(p.suggestions for p in missing) else \
             ", or install the missing files on the server."
     elif any(p.kind == "unknown_node" for p in problems):
-        hint = "Install the custom nodes the workflow needs, or remove those nodes."
+        packs = missing_packs(wf, object_info)
+        hint = "; ".join(f"{', '.join(names)}: {pack.install}" for pack, names in packs.items()) \
+            or "Install the custom nodes the workflow needs, or remove those nodes."
     raise PreflightError(f"Workflow failed preflight with {len(problems)} problem(s)", problems, hint=hint)

@@ -159,3 +159,81 @@ def test_v1_result_records_are_read_with_verdict_and_source_apart() -> None:
     assert (result.verdict, result.source, result.jobs) == ("passed", "cached", 0)
     plain = ItemResult.from_dict({"item_id": "d", "index": 0, "status": "best_effort", "attempts": 3})
     assert (plain.verdict, plain.source, plain.jobs) == ("best_effort", "rendered", 3)
+
+
+def test_triage_splits_stored_from_to_render_with_local_files_only(recipe: Path, emu) -> None:
+    from comfy_gen.batch import triage
+
+    plan = plan_run(recipe, settings=get_settings())
+    assert triage(_run(plan), plan.items).render_count == 4
+    run_item(_run(plan), plan.items[0])
+    emu.stop()  # deciding needs no server
+    split = triage(_run(plan, "r2"), plan.items)
+    assert [r.item_id for r in split.stored] == [plan.items[0].id]
+    assert [it.id for it in split.to_render] == [it.id for it in plan.items[1:]]
+    assert split.to_publish == ()
+    forced = _run(plan, "r3")
+    forced.force = True
+    assert triage(forced, plan.items).render_count == 4
+
+
+def test_stored_scores_are_rejudged_by_a_plan_that_loads_nothing(tmp_path: Path) -> None:
+    from comfy_gen.config import Settings
+    from comfy_gen.validation.plan import ValidationPlan, Verdict
+
+    settings = Settings(clip_model=str(tmp_path / "no-model-here"))
+    rejudger = ValidationPlan.from_options(validate=True, positive_threshold=25).rejudger(settings)
+    stored = [Verdict("clip", True, {"positive_score": 24.0}, "ok").to_dict()]
+    (verdict,) = rejudger.rejudge(stored)
+    assert not verdict.passed and "24.00 < 25.00" in verdict.reason
+    assert rejudger.active and not rejudger.loaded
+    with pytest.raises(RuntimeError, match="only re-judges"):
+        rejudger.judge(tmp_path / "x.png", "a red car")
+
+
+@pytest.mark.parametrize(("recipe_mode", "setting", "rendering", "wanted"), [
+    pytest.param("auto", "auto", 10, True, id="auto-small"),
+    pytest.param("auto", "auto", 151, False, id="auto-large"),
+    pytest.param("auto", "off", 10, False, id="setting-off"),
+    pytest.param("auto", "on", 5000, True, id="setting-on"),
+    pytest.param("on", "off", 10, True, id="recipe-on-wins"),
+    pytest.param("off", "on", 10, False, id="recipe-off-wins"),
+])
+def test_stage_tasks_follow_recipe_then_setting_then_size(recipe: Path, recipe_mode: str, setting: str,
+                                                          rendering: int, wanted: bool) -> None:
+    from dataclasses import replace
+
+    from comfy_gen.config import Settings
+    from comfy_gen.runs import stage_tasks_wanted
+
+    loaded = replace(plan_run(recipe, settings=get_settings()).recipe, stage_tasks=recipe_mode)
+    settings = Settings(stage_tasks=setting, stage_tasks_max_items=150)
+    assert stage_tasks_wanted(loaded, settings, rendering) is wanted
+
+
+def test_the_gate_counts_who_holds_a_slot_and_who_waits_for_one(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from comfy_gen.backends import BackendPool, GateActivity
+    from comfy_gen.config import Settings
+
+    pool = BackendPool(Settings(gpu_limit=1, gpu_gate="none", comfyui_url="http://127.0.0.1:9"))
+    gate = pool.lease("default").gate
+    release = threading.Event()
+
+    def hold() -> None:
+        with gate:
+            release.wait(30)
+
+    threads = [threading.Thread(target=hold) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while pool.activity() != GateActivity(holding=1, waiting=2):
+        assert time.monotonic() < deadline, pool.activity()
+        time.sleep(0.01)
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    assert pool.activity() == GateActivity(holding=0, waiting=0)

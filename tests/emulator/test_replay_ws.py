@@ -254,12 +254,17 @@ def test_reconnect_mid_job(emulator_ws: Emulator) -> None:
     client_id = _cid("281_ws_reconnect_part1_before_disconnect")
     with httpx.Client(base_url=emu.url, timeout=10) as client:
         _warm_up(client, "txt2img_slow")
-        emu.faults.step_time = 0.15
+        # Held after its first step's progress: the job is mid-sampling, whatever the
+        # machine's load, until the second socket is connected.
+        emu.hold(at_step=2)
         first = Recorder(emu.ws_url, client_id)
         prompt_id = _post(client, _body("230_post_prompt_for_reconnect"))
         first.wait_for(lambda m: m["type"] == "progress")
+        assert emu.wait_held(1) == [prompt_id]
         first.close()
         second = Recorder(emu.ws_url, client_id)
+        second.wait_for(lambda m: m["type"] == "executing")
+        emu.release()
         second.wait_done(prompt_id)
         second.close()
     kinds = summary(first.entries)

@@ -75,3 +75,57 @@ def test_on_demand_deployment_renders_recipe_and_nightly_is_scheduled(stack: Sta
     scheduled = _api(stack, "POST", "/flow_runs/filter", json={
         "flow_runs": {"deployment_id": {"any_": [nightly["id"]]}, "state": {"type": {"any_": ["SCHEDULED"]}}}})
     assert scheduled, "the scheduler should have created upcoming nightly runs"
+
+
+def test_keys_in_the_worker_env_stay_out_of_the_ui_and_errors_name_settings(
+        stack: Stack, tmp_path: Path, emulator_factory, s3_server, s3_bucket) -> None:
+    """Storage keys live in the worker's environment: the run uploads with them, and no
+    flow-run parameter, job variable, log line or artifact the UI shows holds them.
+    An error raised inside the deployment names the setting or recipe field to change."""
+    import json
+
+    emu = emulator_factory(step_time=0.01)
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    (recipes / "strict.yaml").write_text(
+        "name: strict\nworkflow: tiny-sd15.json\nprompts: [a kite]\nseeds: [1]\n"
+        "validation: {enabled: true, positive_threshold: 20}\n")
+    stack.start_server()
+    stack.create_pool()
+    stack.deploy()
+    stack.start_worker({
+        "COMFY_GEN_COMFYUI_URL": emu.url,
+        "COMFY_GEN_OUTPUT_DIR": str(tmp_path / "out"),
+        "COMFY_GEN_STATE_DIR": str(tmp_path / "state"),
+        "COMFY_GEN_RECIPE_DIRS": json.dumps([str(recipes)]),
+        "COMFY_GEN_MINIO_ENDPOINT": s3_server.endpoint,
+        "COMFY_GEN_MINIO_ACCESS_KEY": s3_server.access_key,
+        "COMFY_GEN_MINIO_SECRET_KEY": s3_server.secret_key,
+        "COMFY_GEN_MINIO_BUCKET": s3_bucket,
+        "HF_HUB_OFFLINE": "1",  # the default CLIP model is not cached: "strict" cannot validate
+    })
+    uploaded = stack.prefect("deployment", "run", "render-recipe/on-demand", "--param", "recipe=recipes/demo.yaml",
+                             "--param", "upload=true", "--watch", "--watch-timeout", "300", check=False, timeout=360)
+    assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
+    assert len(list(s3_server.client().list_objects(s3_bucket, recursive=True))) >= 6  # the keys worked
+    stack.prefect("deployment", "run", "render-recipe/on-demand", "--param", f"recipe={recipes / 'strict.yaml'}",
+                  "--watch", "--watch-timeout", "300", check=False, timeout=360)
+
+    runs = _api(stack, "POST", "/flow_runs/filter", json={"flow_runs": {"name": {"like_": "recipe-"}}})
+    assert len(runs) == 2
+    failed = next(r for r in runs if r["parameters"]["recipe"].endswith("strict.yaml"))
+    message = failed["state"]["message"] or ""
+    assert failed["state"]["type"] == "FAILED" and "ValidatorUnavailable" in message
+    assert "allow_skip" in message and "COMFY_GEN_CLIP_MODEL" in message and "--no-validate" not in message
+
+    ids = [r["id"] for r in runs]
+    shown = {
+        "flow_runs": runs,
+        "task_runs": _api(stack, "POST", "/task_runs/filter", json={"flow_runs": {"id": {"any_": ids}}}),
+        "logs": _api(stack, "POST", "/logs/filter", json={"logs": {"flow_run_id": {"any_": ids}}, "limit": 200}),
+        "artifacts": _api(stack, "POST", "/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": ids}}}),
+        "deployments": _api(stack, "POST", "/deployments/filter", json={}),
+    }
+    assert shown["logs"] and shown["artifacts"]
+    text = json.dumps(shown)
+    assert s3_server.access_key not in text and s3_server.secret_key not in text

@@ -20,6 +20,8 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 #: Bounds every wait; only matters when something is really broken, never on a slow machine.
 TIMEOUT = 180
+#: Jobs a run keeps outstanding on the emulator (one held running, the rest pending).
+GPU_LIMIT = 2
 
 RECIPE = """
 name: {name}
@@ -34,7 +36,7 @@ def _env(emu_url: str) -> dict[str, str]:
 
     env = dict(os.environ)
     env.update(COMFY_GEN_COMFYUI_URL=emu_url, PREFECT_API_URL=str(PREFECT_API_URL.value()),
-               PREFECT_LOGGING_LEVEL="WARNING")
+               PREFECT_LOGGING_LEVEL="WARNING", COMFY_GEN_GPU_LIMIT=str(GPU_LIMIT))
     return env
 
 
@@ -71,8 +73,13 @@ def _hold_mid_batch(emu: Any, items: Path, finished: int) -> None:
     """
     emu.wait_held(1, timeout=TIMEOUT)
     _wait(lambda: len(_stored(items)) >= finished, TIMEOUT, f"{finished} stored items")
+    # The run queues its next job(s) up to its GPU limit; wait for them too, so no
+    # submission is in flight when the signal lands.
+    _wait(lambda: emu.stats()["queue_pending"] >= GPU_LIMIT - 1, TIMEOUT, "the run's pending job")
     assert len(_stored(items)) == finished
-    assert emu.stats()["jobs_completed"] == finished
+    stats = emu.stats()
+    assert (stats["jobs_completed"], stats["queue_pending"], stats["prompts_accepted"]) == (
+        finished, GPU_LIMIT - 1, finished + GPU_LIMIT), stats
 
 
 def test_sigkilled_run_resumes_without_rendering_anything_twice(emulator_factory, write_recipe, use_backend):
@@ -105,10 +112,9 @@ def test_sigkilled_run_resumes_without_rendering_anything_twice(emulator_factory
 def test_two_flows_at_once_share_the_gpu_bound(emulator_factory, write_recipe):
     emu = emulator_factory(step_time=0.03)
     env = _env(emu.url)
-    env["COMFY_GEN_GPU_LIMIT"] = "2"
     a = write_recipe("flow-a", RECIPE.format(name="flow-a", prompts=", ".join(f"a{i}" for i in range(6))))
     b = write_recipe("flow-b", RECIPE.format(name="flow-b", prompts=", ".join(f"b{i}" for i in range(6))))
-    procs = [_run_cli(a, env), _run_cli(b, env)]
+    procs = [_run_cli(a, env), _run_cli(b, env)]  # GPU limit 2 (see _env)
     for proc in procs:
         proc.wait(timeout=300)
     assert [p.returncode for p in procs] == [0, 0], [_output(a), _output(b)]
@@ -127,7 +133,11 @@ def test_ctrl_c_cancels_our_outstanding_jobs_and_keeps_finished_items(emulator_f
     try:
         _hold_mid_batch(emu, items, finished=2)
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal Ctrl-C does
-        proc.wait(timeout=TIMEOUT)
+        try:
+            proc.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"run did not exit within {TIMEOUT}s of Ctrl-C; emulator: {emu.stats()}; "
+                                 f"output:\n{_output(path)}") from None
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -52,7 +52,7 @@ def test_scoring_tags_use_cases_and_acceleration() -> None:
     pytest.param("landscape", SD15, "table", id="landscape"),
     pytest.param("anime", SD15, "table", id="anime"),
     pytest.param("video", "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", "table", id="video"),
-    pytest.param("image-to-video", "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors", "table", id="i2v"),
+    pytest.param("image-to-video", "ltx-video-2b-v0.9.5.safetensors", "table", id="i2v"),
     pytest.param("something else", SD15, "table", id="default"),
     pytest.param("studio", "sdxl.safetensors", "catalog", id="catalog-scenario"),
 ])
@@ -66,7 +66,7 @@ def test_suggest_model_catalog_first_then_table(task: str, model: str, source: s
 
 def test_suggest_model_finds_shipped_scenarios_by_dashed_name() -> None:
     got = suggest_model("text-to-video")
-    assert got.source == "catalog" and got.workflow == "wan22-t2v"
+    assert got.source == "catalog" and got.workflow == "wan22-t2v-vhs"
     assert got.default_loras == ("wan21_lightx2v_4step_lora.safetensors",)
 
 
@@ -124,3 +124,16 @@ def test_missing_or_bad_lora_catalog_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ProblemListError) as info:
         load_lora_catalog(bad)
     assert f"{bad}:3: $.loras[0].recommended_strength" in info.value.problems[0]
+
+
+def test_every_suggested_workflow_ships() -> None:
+    from pathlib import Path
+
+    from comfy_gen.catalogs import lora_catalog_for
+    from comfy_gen.catalogs.suggest import DEFAULT_TASK, MODEL_TABLE
+    from comfy_gen.config import get_settings
+
+    shipped = {p.stem for p in (Path(__file__).resolve().parents[2] / "workflows").glob("*.json")}
+    named = {entry[0][1] for entry in MODEL_TABLE.values()} | {DEFAULT_TASK[0][1]}
+    named |= {s.workflow for s in lora_catalog_for(get_settings()).model_suggestions.values() if s.workflow}
+    assert named <= shipped, named - shipped

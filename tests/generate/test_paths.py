@@ -44,8 +44,9 @@ def test_workflow_path_relative_to_the_current_directory(gen_env: Emulator, tmp_
     monkeypatch.chdir(tmp_path / "other")
     code, _, err = run_cli("generate", "--workflow", "../rel/x.json", "-p", "a lamp", "-o", "lamp.png")
     assert code == 0, err
-    # Outside the workflows folder the metadata names it by absolute path, so reproduce finds it anywhere.
-    assert _meta(tmp_path / "other" / "lamp.png")["workflow"]["name"] == str(mine)
+    # Outside the workflows folder the metadata names it relative to the image (no absolute local
+    # path travels with a published image), so reproduce finds it from any working directory.
+    assert _meta(tmp_path / "other" / "lamp.png")["workflow"]["name"] == "../rel/x.json"
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli("reproduce", "other/lamp.png", "-o", "again.png")
     assert code == 0, err

@@ -86,13 +86,16 @@ def test_storage_status_and_sync(s3_env, capsys, tmp_path: Path) -> None:
     assert code == 0 and "empty" in out
 
 
-def test_sync_with_missing_local_file_exits_1(s3_env, capsys, tmp_path: Path) -> None:
+def test_sync_drops_an_entry_whose_local_file_is_gone(s3_env, capsys, tmp_path: Path) -> None:
+    # Nothing can ever upload it: retrying it on every sync forever helps nobody.
     box = Outbox.from_settings(s3_env)
     gone = make_png(tmp_path / "gone.png")
     box.add(gone, "q/gone.png", target=storage_target(get_storage(s3_env)))
     gone.unlink()
     code, out, err = run(["storage", "sync"], capsys)
-    assert code == 1 and "remaining 1" in out and "does not exist" in err
+    assert code == 0 and "remaining 0" in out and "dropped 1" in out, out + err
+    assert "q/gone.png" in err and "gone" in err
+    assert box.count() == 0
 
 
 def test_storage_errors_map_to_exit_codes(s3_env, monkeypatch, capsys) -> None:

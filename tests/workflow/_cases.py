@@ -60,6 +60,22 @@ def cases() -> list[Case]:
         Case("variant__tiny_random_seed_no_changes", SHIPPED / "tiny-sd15.json", GenerationParams(), rng_seed=7),
         Case("variant__flux_one_lora_steps", SHIPPED / "flux-dev.json",
              GenerationParams(steps=4, seed=1, loras=(LoraSpec("flux_style.safetensors", 1.0),))),
+        # video: frames on the latent, fps on the save node (and LTXV conditioning), by links
+        Case("variant__ltxv_t2v_frames_fps_size", SHIPPED / "ltxv-t2v.json",
+             GenerationParams(prompt="a kite over hills", seed=5, frames=49, fps=12.0, width=512, height=320)),
+        Case("variant__ltxv_i2v_frames_not_8k_plus_1", SHIPPED / "ltxv-i2v.json",
+             GenerationParams(seed=5, frames=20, input_image="golden_input.png")),
+        Case("variant__wan_vhs_frames_fps", SHIPPED / "wan22-t2v-vhs.json",
+             GenerationParams(seed=5, frames=33, fps=8.0, extra=(("10.format", "image/webp"),))),
+        Case("variant__sd15_video_params_ignored", SHIPPED / "sd15-txt2img.json",
+             GenerationParams(seed=5, frames=33, fps=8.0)),
+        # --transparent: segment-anything cut-out between the decoded image and SaveImage
+        Case("variant__sd15_transparent_subject", SHIPPED / "sd15-txt2img.json",
+             GenerationParams(prompt="a red bicycle by a wall", seed=5, transparent=True,
+                              transparent_subject="bicycle")),
+        Case("variant__flux_transparent_prompt_with_lora", SHIPPED / "flux-dev.json",
+             GenerationParams(prompt="a glass teapot icon", seed=5, transparent=True,
+                              loras=(LoraSpec("flux_style.safetensors", 1.0),))),
     ]
     return found
 
