@@ -196,7 +196,7 @@ def test_per_item_log_lines_only_with_verbose_and_plain_lines_off_a_terminal(
     assert len(items) == 6 and items[-1].startswith("[6/6] ")
     assert "Recipe plain: 6 items (unvalidated 6)" in quiet.stdout
     assert "Task run 'item-" not in quiet.stderr + quiet.stdout
-    assert "Recipe plain: 6 items, backend(s)" in quiet.stderr   # flow-level lines stay
+    assert "Flow run 'recipe-plain-" in quiet.stderr and "Done: 6 items" in quiet.stderr   # flow-level lines stay
 
     verbose = _run(path, env, "--force", "-v")
     assert len([line for line in verbose.stdout.splitlines() if ITEM_LINE.match(line)]) == 6
