@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from comfy_gen import observe
 from comfy_gen.backends import BackendPool
 from comfy_gen.catalog import index_kept
 from comfy_gen.comfyui.events import Event, ExecutionError, ExecutionInterrupted as InterruptedEvent
@@ -327,7 +328,9 @@ def run_item(run: BatchRun, item: "RecipeItem") -> ItemResult:
             dest_dir=run.run_dir, name=item.id, validation=run.validation,
             strategy=refinement.strategy, max_attempts=refinement.max_attempts,
             validation_prompt=item.params.prompt, job_key=key + nonce, on_event=spans,
-            gate=backend.gate, timeout=run.settings.job_timeout,
+            gate=observe.watch_gate(backend.gate, item.id,
+                                    validating=run.validation is not None and run.validation.active),
+            timeout=run.settings.job_timeout,
             rng=random.Random(f"{item.id}{nonce}"), on_submitted=on_submitted, stage=run.stage,
         )
     finally:

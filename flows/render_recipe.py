@@ -26,7 +26,7 @@ from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from comfy_gen import batch
+from comfy_gen import batch, observe
 from comfy_gen.config import get_settings
 from comfy_gen.errors import (BatchFailed, ComfyGenError, HintContext, current_hint_context, hint_context,
                               is_transient)
@@ -168,6 +168,7 @@ def _render(recipe: str, *, force: bool, upload: bool | None, backend: str | Non
     run.flow_run_id = flow_run_id
     run_key = run.run_id
     _RUNS[run_key] = run
+    observe.run_started(run.run_id, plan.recipe.name, len(plan.items))
     if plan.migrated:
         logger.info("%d stored item(s) renamed to the current id scheme; none is rendered again", plan.migrated)
     try:
@@ -183,6 +184,8 @@ def _render(recipe: str, *, force: bool, upload: bool | None, backend: str | Non
             logger.info("Outbox from earlier runs: %s", synced)
         results: list[ItemResult] = list(triage.stored)
         results += [batch.publish_stored(run, item, hit) for item, hit in triage.to_publish]
+        for stored in results:
+            observe.item_finished(stored)
         progress = reporting.Progress(total=len(plan.items), key=f"{plan.recipe.name}-{run.run_id}-progress")
         progress.update(len(results))
         if triage.to_render:
@@ -234,6 +237,7 @@ def _collect(futures: Any, by_future: dict[int, Any], results: list[ItemResult],
             # One line: the task run's state message (and, for a crash, its log) has the rest.
             logger.error("Item %s failed: %s", item.id, result.headline().splitlines()[0])
         results.append(result)
+        observe.item_finished(result)
         progress.update(len(results), run.backends.activity())
 
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import click
 
 from comfy_gen.config import get_settings, hub_offline_set, prefect_defaults, prefect_home, reset_settings_cache
+
+if TYPE_CHECKING:  # pragma: no cover
+    from comfy_gen.cli.progress import RunDisplay
 
 BANNER = "=" * 78
 
@@ -59,8 +63,8 @@ def _allow_recipe_folder(folder: Path) -> None:
 
 
 def run_flow(recipe: str, *, force: bool = False, upload: bool | None = None, backend: str | None = None,
-             max_items: int | None = None) -> dict[str, Any]:
-    """Run the render-recipe flow in this process.
+             max_items: int | None = None, display: "RunDisplay | None" = None) -> dict[str, Any]:
+    """Run the render-recipe flow in this process (``display`` shows its progress).
 
     With PREFECT_API_URL set it reports to that server. Otherwise comfy-gen starts
     a local ``prefect server start`` for the run (history kept in PREFECT_HOME) in
@@ -76,6 +80,8 @@ def run_flow(recipe: str, *, force: bool = False, upload: bool | None = None, ba
     with _local_prefect_server(home):
         from flows.render_recipe import render_recipe
 
+        if display is not None:
+            display.attach_logging()  # Prefect's console handler exists once the flow module is imported
         return render_recipe(recipe=recipe, force=force, upload=upload, backend=backend, max_items=max_items)
 
 
@@ -120,12 +126,16 @@ def _check_recipe(recipe: Path, backend: str | None) -> None:
     plan_run(recipe, settings=get_settings(), backend=backend, confine=False, migrate=False)
 
 
-def _run_and_report(recipe: str, as_json: bool, **kwargs: Any) -> None:
-    """Run the flow and print its summary, also when some items failed (exit 1)."""
+def _run_and_report(recipe: str, as_json: bool, verbose: bool = False, **kwargs: Any) -> None:
+    """Run the flow with a progress display and print its summary, also when some
+    items failed (exit 1). The display goes to stdout, or to stderr with --json
+    (stdout then holds only the JSON): live on a terminal, else a line per item."""
+    from comfy_gen.cli.progress import RunDisplay
     from comfy_gen.errors import BatchFailed
 
     try:
-        summary = run_flow(recipe, **kwargs)
+        with RunDisplay(sys.stderr if as_json else sys.stdout, verbose=verbose) as display:
+            summary = run_flow(recipe, display=display, **kwargs)
     except BatchFailed as exc:
         if exc.summary:
             _print_summary(exc.summary, as_json)
@@ -164,22 +174,24 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
 @click.option("--url", default=None, help="ComfyUI URL (default: COMFY_GEN_COMFYUI_URL).")
 @click.option("--max-items", type=click.IntRange(min=1), default=None, help="Only the first N items (N >= 1).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+@click.option("--verbose", "-v", is_flag=True, help="Show every item's Prefect log lines too.")
 def run(recipe: str, force: bool, upload: bool | None, backend: str | None, url: str | None,
-        max_items: int | None, as_json: bool) -> None:
+        max_items: int | None, as_json: bool, verbose: bool) -> None:
     """Render RECIPE through the Prefect flow (no server needed)."""
     _use_url(url)
     if not Path(recipe).is_file():
         raise click.BadParameter(f"No such recipe file: {recipe}", param_hint="RECIPE")
     _allow_recipe_folder(Path(recipe).resolve().parent)
     _check_recipe(Path(recipe).resolve(), backend)
-    _run_and_report(str(Path(recipe).resolve()), as_json, force=force, upload=upload, backend=backend,
+    _run_and_report(str(Path(recipe).resolve()), as_json, verbose, force=force, upload=upload, backend=backend,
                     max_items=max_items)
 
 
 @click.command("demo")
 @click.option("--force", is_flag=True, help="Re-render even if the demo images exist.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
-def demo(force: bool, as_json: bool) -> None:
+@click.option("--verbose", "-v", is_flag=True, help="Show every item's Prefect log lines too.")
+def demo(force: bool, as_json: bool, verbose: bool) -> None:
     """Render recipes/demo.yaml end to end (built-in emulator when no ComfyUI is configured)."""
     settings = get_settings()
     recipe = Path(settings.recipes_dir) / "demo.yaml"
@@ -191,7 +203,7 @@ def demo(force: bool, as_json: bool) -> None:
         click.echo("Demo: model downloads are off (HF_HUB_OFFLINE=1); set COMFY_GEN_CLIP_MODEL to a "
                    "local CLIP folder to validate the demo images.", err=True)
     with backend_or_emulator():
-        _run_and_report(str(recipe.resolve()), as_json, force=force)
+        _run_and_report(str(recipe.resolve()), as_json, verbose, force=force)
     if not as_json:
         click.echo(f"Demo finished in {time.monotonic() - started:.1f} s.")
 

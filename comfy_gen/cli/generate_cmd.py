@@ -29,15 +29,24 @@ PARAM_OPTIONS = ("steps", "cfg", "seed", "width", "height", "sampler", "schedule
 
 
 class ProgressPrinter:
-    """Prints events: one JSON object per line on stdout, a live bar on a terminal, or nothing."""
+    """Prints events: one JSON object per line on stdout, a live rich display on a
+    terminal (stderr), one line per event otherwise, or nothing (--quiet)."""
 
-    def __init__(self, *, json_progress: bool, quiet: bool) -> None:
+    def __init__(self, *, json_progress: bool, quiet: bool, validating: bool = False) -> None:
         from comfy_gen.progress_events import SeedEvents
 
         self.json_progress = json_progress
         self.quiet = quiet
         self.tty = sys.stderr.isatty()
+        self.validating = validating
         self.seed_events = SeedEvents()
+        self._bar: Any = None   # comfy_gen.cli.progress.SamplingBar, started on the first event
+
+    def close(self, *, done: bool = False) -> None:
+        """Stop the live display (the terminal gets its cursor back); ``done`` says so on it."""
+        if self._bar is not None:
+            self._bar.close(done=done)
+            self._bar = None
 
     def __call__(self, event: "Event") -> None:
         if event.type == "warning":
@@ -49,6 +58,9 @@ class ProgressPrinter:
             self._human(event)
 
     def _human(self, event: Any) -> None:
+        if self.tty:
+            self._live(event)
+            return
         if event.type == "progress":
             pct = 100 * event.fraction
             bar = "#" * int(pct / 5)
@@ -66,6 +78,30 @@ class ProgressPrinter:
         elif event.type == "attempt":
             click.echo(_attempt_line(event.attempt, event.limit), err=True)
 
+    def _live(self, event: Any) -> None:
+        """The same events on a terminal: messages above a line that shows the
+        state, the sampling steps and ComfyUI's ETA."""
+        if self._bar is None:
+            from comfy_gen.cli.progress import SamplingBar
+
+            self._bar = SamplingBar(sys.stderr)
+        bar = self._bar
+        if event.type == "progress":
+            bar.step(event.step, event.max, event.eta_seconds)
+        elif event.type == "execution_start":
+            bar.line(f"Started {event.prompt_id}")
+            bar.restart("Rendering")
+        elif event.type == "execution_cached" and event.nodes:
+            bar.line(f"{len(event.nodes)} node(s) cached")
+        elif event.type == "execution_success":
+            bar.state("Validating" if self.validating else "Saving")
+        elif event.type == "info":
+            bar.line(event.message)
+        elif event.type == "attempt":
+            bar.line(_attempt_line(event.attempt, event.limit))
+            if not event.attempt.passed and event.attempt.number < event.limit:
+                bar.restart("Waiting for GPU")
+
     def _json_events(self, event: Any) -> list[dict[str, Any]]:
         """ComfyUI events in the original's shapes (comfy_gen.progress_events, shared
         with the MCP server); comfy-gen's own events (info, attempt) as they are."""
@@ -82,7 +118,10 @@ class ProgressPrinter:
         # Warnings reach a human even with --quiet; JSON consumers get an event too.
         if self.json_progress:
             self.emit({"type": "warning", "message": message})
-        click.echo(f"Warning: {message}", err=True)
+        if self._bar is not None:
+            self._bar.line(f"Warning: {message}", style="yellow")
+        else:
+            click.echo(f"Warning: {message}", err=True)
 
 
 def _attempt_line(attempt: Any, limit: int) -> str:
@@ -193,8 +232,12 @@ def run_generate(request: "GenerateRequest", *, json_progress: bool, quiet: bool
     from comfy_gen.config import get_settings
     from comfy_gen.service import generate
 
-    printer = ProgressPrinter(json_progress=json_progress, quiet=quiet)
-    result = generate(request, settings=get_settings(), on_event=printer)
+    printer = ProgressPrinter(json_progress=json_progress, quiet=quiet, validating=request.validation.enabled)
+    result = None
+    try:
+        result = generate(request, settings=get_settings(), on_event=printer)
+    finally:
+        printer.close(done=result is not None)
     _print_result(printer, result)
     error = result.validation_error()
     if error is not None:

@@ -12,7 +12,7 @@ from comfy_gen import errors
 from comfy_gen.cli import COMMANDS, cli, main
 from comfy_gen.cli._errors import exit_code_for
 
-HEAVY = ("torch", "transformers", "prefect", "minio", "aiohttp", "PIL", "sqlalchemy", "alembic", "psycopg")
+HEAVY = ("torch", "transformers", "prefect", "minio", "aiohttp", "PIL", "sqlalchemy", "alembic", "psycopg", "rich")
 
 
 def test_top_level_help_imports_nothing_heavy() -> None:
