@@ -156,6 +156,7 @@ def video_values(opts: Mapping[str, Any], preset: Mapping[str, Any]) -> dict[str
     """--frames/--length, --fps, --video-resolution, --transparent[-subject] (flags > preset)."""
     from comfy_gen.errors import UsageError
     from comfy_gen.images import parse_size
+    from comfy_gen.workflow.transparent import transparent_fields
 
     values: dict[str, Any] = {}
     frames = opts.get("frames") if opts.get("frames") is not None else preset.get("frames", preset.get("length"))
@@ -170,11 +171,7 @@ def video_values(opts: Mapping[str, Any], preset: Mapping[str, Any]) -> dict[str
             if opts.get(name) is not None and opts[name] != value:
                 raise UsageError(f"--video-resolution {opts['video_resolution']} contradicts --{name} {opts[name]}")
         values.update(width=width, height=height)
-    if opts.get("transparent"):
-        values["transparent"] = True
-        values["transparent_subject"] = opts.get("transparent_subject")
-    elif opts.get("transparent_subject"):
-        raise UsageError("--transparent-subject applies to --transparent")
+    values.update(transparent_fields(opts.get("transparent"), opts.get("transparent_subject")))
     return values
 
 

@@ -19,6 +19,7 @@ from pydantic import Field
 from comfy_gen.errors import UsageError, WorkflowError
 from comfy_gen.mcp._bridge import SeedProgress, run_blocking
 from comfy_gen.params import GenerationParams, LoraSpec
+from comfy_gen.workflow.transparent import transparent_fields
 
 if TYPE_CHECKING:  # pragma: no cover
     from comfy_gen.mcp.server import App
@@ -83,6 +84,13 @@ def register(app: "App") -> None:
         max_attempts: Annotated[int, Field(description="Attempts when validation fails.", ge=1, le=20)] = 3,
         upload: Annotated[bool | None, Field(description="Upload to object storage; null: when storage "
                                                          "is configured.")] = None,
+        transparent: Annotated[bool, Field(description="Remove the background: the subject is cut out with "
+                                                       "segment-anything and kept as an RGBA PNG (the ComfyUI "
+                                                       "server needs the comfyui_segment_anything nodes).")
+                               ] = False,
+        transparent_subject: Annotated[str | None, Field(description="What to keep with transparent "
+                                                                     "(default: the prompt).",
+                                                         max_length=1000)] = None,
         output_path: OutputPath = None,
         json_progress: JsonProgress = False,
     ) -> Json:
@@ -99,6 +107,9 @@ def register(app: "App") -> None:
         chosen = workflow or TXT2IMG[model]
         if categories:
             chosen, params = _with_categories(app, categories, params, workflow)
+        # The CLI's mapping (and its refusal of a subject without the switch), named as arguments here.
+        params = params.replace(**transparent_fields(transparent, transparent_subject,
+                                                     names=("transparent", "transparent_subject")))
         request = _request(app, chosen, params, preset=preset, validate=validate,
                            positive_threshold=positive_threshold, retry_strategy=retry_strategy,
                            max_attempts=max_attempts, upload=upload, output_path=output_path)

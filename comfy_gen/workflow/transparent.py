@@ -20,8 +20,9 @@ models on first use, so no model file has to be listed here.
 from __future__ import annotations
 
 import copy
+from typing import Any
 
-from comfy_gen.errors import WorkflowError
+from comfy_gen.errors import UsageError, WorkflowError
 from comfy_gen.workflow._graph import Graph, link_source, next_id, nodes_of
 from comfy_gen.workflow.video import video_outputs
 
@@ -45,6 +46,18 @@ def subject_text(subject: str | None, prompt: str | None) -> str:
     if len(text) > SUBJECT_MAX_CHARS:
         text = text[:SUBJECT_MAX_CHARS].rsplit(" ", 1)[0]
     return text
+
+
+def transparent_fields(transparent: bool | None, subject: str | None, *,
+                       names: tuple[str, str] = ("--transparent", "--transparent-subject")) -> dict[str, Any]:
+    """The GenerationParams fields for a face's transparent switch and subject (CLI flags,
+    MCP arguments): none when off. A subject without the switch is a UsageError naming the
+    face's own ``names``, so the two faces refuse the same input the same way."""
+    if transparent:
+        return {"transparent": True, "transparent_subject": subject or None}
+    if subject:
+        raise UsageError(f"{names[1]} applies to {names[0]}")
+    return {}
 
 
 def add_background_removal(wf: Graph, subject: str) -> Graph:

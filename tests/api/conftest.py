@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import shutil
 import textwrap
 import threading
@@ -83,7 +84,10 @@ def serve(app: Any, host: str = "127.0.0.1") -> tuple[Any, threading.Thread, int
 
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    # The server runs in a copy of the caller's context: a Prefect settings context the caller
+    # entered (temporary_settings) is the one the app's handlers see.
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(server.run,), name=f"uvicorn-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:  # uvicorn sets it once the socket listens

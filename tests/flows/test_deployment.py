@@ -1,10 +1,15 @@
 """Deployments for real: `prefect server start`, a process worker, `prefect deploy --all`,
-`prefect deployment run` on a recipe against the emulator, all on 127.0.0.1.
-`comfy-gen up`, which does the same in one command, is tested in test_up.py."""
+`prefect deployment run` on a recipe against the emulator, all on 127.0.0.1; the API's
+`POST /recipes/{name}/runs` starting that deployment on the same stack (a second stack
+would double the start-up cost). `comfy-gen up`, which does the same in one command, is
+tested in test_up.py."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
+from uuid import UUID
 
 import httpx
 import pytest
@@ -27,10 +32,15 @@ def _api(stack: Stack, method: str, path: str, **kwargs):
     return response.json()
 
 
-def test_on_demand_deployment_renders_recipe_and_nightly_is_scheduled(stack: Stack, tmp_path: Path,
-                                                                       emulator_factory) -> None:
+def test_on_demand_deployment_renders_recipe_and_nightly_is_scheduled(
+        stack: Stack, tmp_path: Path, emulator_factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.api.conftest import TINY_RECIPE
+
     emu = emulator_factory(step_time=0.01)
     out = tmp_path / "out"
+    recipes = tmp_path / "recipes"  # the API's recipes folder, which the worker accepts too
+    recipes.mkdir()
+    (recipes / "tiny.yaml").write_text(TINY_RECIPE)
     stack.start_server()
     stack.create_pool()
     stack.deploy()
@@ -38,6 +48,7 @@ def test_on_demand_deployment_renders_recipe_and_nightly_is_scheduled(stack: Sta
         "COMFY_GEN_COMFYUI_URL": emu.url,
         "COMFY_GEN_OUTPUT_DIR": str(out),
         "COMFY_GEN_STATE_DIR": str(tmp_path / "state"),
+        "COMFY_GEN_RECIPE_DIRS": json.dumps([str(recipes)]),
     })
 
     result = stack.prefect("deployment", "run", "render-recipe/on-demand",
@@ -75,6 +86,49 @@ def test_on_demand_deployment_renders_recipe_and_nightly_is_scheduled(stack: Sta
     scheduled = _api(stack, "POST", "/flow_runs/filter", json={
         "flow_runs": {"deployment_id": {"any_": [nightly["id"]]}, "state": {"type": {"any_": ["SCHEDULED"]}}}})
     assert scheduled, "the scheduler should have created upcoming nightly runs"
+
+    _api_starts_the_deployment(stack, emu.url, out, recipes, tmp_path, monkeypatch)
+
+
+def _api_starts_the_deployment(stack: Stack, comfyui_url: str, out: Path, recipes: Path, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """POST /api/v1/recipes/tiny/runs with this stack's server reachable: the deployment, not
+    an in-process run; the worker renders it into the output folder the API reads."""
+    # Prefect is imported (its global settings built) before PREFECT_API_URL is set: the URL
+    # reaches this test's context only, never a later test's.
+    from prefect.flow_runs import wait_for_flow_run
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from comfy_gen.api import create_app
+    from comfy_gen.config import Settings
+    from tests.api.conftest import REPO, serve
+
+    monkeypatch.setenv("PREFECT_API_URL", stack.api_url)  # what the launcher checks first
+    settings = Settings(comfyui_url=comfyui_url, output_dir=out, state_dir=tmp_path / "api-state",
+                        recipes_dir=recipes, workflows_dir=REPO / "workflows")
+    with temporary_settings({PREFECT_API_URL: stack.api_url}):
+        server, thread, port = serve(create_app(settings))
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+                started = client.post("/api/v1/recipes/tiny/runs", json={})
+                assert started.status_code == 202, started.text
+                run = started.json()
+                flow_run_id = run["flow_run_id"]
+                assert run["mode"] == "deployment" and flow_run_id, run
+                assert run["prefect_url"] == f"{stack.ui_url}/runs/flow-run/{flow_run_id}"
+                assert run["links"]["prefect"] == run["prefect_url"]
+                # Waits on the server's flow-run state events (bounded), not on a sleep.
+                final = asyncio.run(wait_for_flow_run(UUID(flow_run_id), timeout=300))
+                assert final.state is not None and final.state.type.value == "COMPLETED", final.state
+                view = client.get(f"/api/v1/runs/{flow_run_id}").json()
+        finally:
+            server.should_exit = True
+            thread.join(30)
+    deployed = _api(stack, "GET", f"/flow_runs/{flow_run_id}")
+    assert deployed["deployment_id"] and deployed["parameters"]["recipe"] == str(recipes / "tiny.yaml")
+    assert view["status"] == "completed" and view["flow_run_id"] == flow_run_id and view["items"] == 2, view
+    images = sorted((out / "tiny" / "items").glob("*.png"))
+    assert len(images) == 2 and all(p.with_name(p.name + ".json").exists() for p in images)
 
 
 def test_keys_in_the_worker_env_stay_out_of_the_ui_and_errors_name_settings(
