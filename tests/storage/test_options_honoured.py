@@ -17,6 +17,7 @@ from comfy_gen.cli import main
 from comfy_gen.outputs import KeptOutput, OutputContext, object_key_for, publish_output
 from comfy_gen.params import GenerationParams
 from comfy_gen.storage import Outbox
+from comfy_gen.storage.outbox import storage_target
 from comfy_gen.storage.s3 import S3Storage
 from tests.fixtures.s3 import SeaweedServer
 from tests.storage.helpers import make_png
@@ -73,10 +74,11 @@ def test_outbox_sync_records_the_url_in_the_local_sidecar_then_uploads_it(s3_env
     storage = S3Storage.from_settings(s3_env)
     box = Outbox.from_settings(s3_env)
     image = _kept_with_sidecar(tmp_path, "late")
-    box.add(image.with_name("late.png.json"), "r/late.png.json")  # queued first: sorted before the image
-    box.add(image, "r/late.png")
+    target = storage_target(storage)
+    box.add(image.with_name("late.png.json"), "r/late.png.json", target=target)  # queued first: sorted before the image
+    box.add(image, "r/late.png", target=target)
     gone = make_png(tmp_path / "gone.png")
-    box.add(gone, "r/gone.png")
+    box.add(gone, "r/gone.png", target=target)
     gone.unlink()
     report = box.sync(storage)
     assert sorted(report.uploaded) == ["r/late.png", "r/late.png.json"] and report.dropped == ["r/gone.png"]
@@ -100,11 +102,12 @@ def test_publishing_a_cached_item_later_updates_its_sidecar(s3_settings, tmp_pat
 def test_outbox_drops_a_vanished_file_with_a_warning(s3_server: SeaweedServer, s3_storage: S3Storage,
                                                      tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     box = Outbox(tmp_path / "box")
-    box.add(make_png(tmp_path / "x.png"), "x.png")
+    box.add(make_png(tmp_path / "x.png"), "x.png", target=storage_target(s3_storage))
     (tmp_path / "x.png").unlink()
     assert box.sync(s3_storage).dropped == ["x.png"]
     assert "its local file" in caplog.text and box.count() == 0
-    assert box.sync(s3_storage).to_dict() == {"uploaded": [], "failed": {}, "remaining": 0, "dropped": []}
+    assert box.sync(s3_storage).to_dict() == {"uploaded": [], "failed": {}, "remaining": 0, "orphaned": {},
+                                              "dropped": []}
 
 
 def test_output_prefix_is_the_first_part_of_item_keys() -> None:
