@@ -188,16 +188,7 @@ class Settings(BaseSettings):
     @field_validator("backends", mode="before")
     @classmethod
     def _parse_backends(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.strip()
-            if not value:
-                return {}
-            try:
-                return json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise ValueError(
-                    f'must be a JSON object like {{"gpu1": "http://127.0.0.1:8188"}} ({exc})') from exc
-        return value
+        return _json_object(value, '{"gpu1": "http://127.0.0.1:8188"}')
 
     @field_validator("comfyui_url")
     @classmethod
@@ -239,15 +230,7 @@ class Settings(BaseSettings):
     @field_validator("api_tokens", mode="before")
     @classmethod
     def _parse_tokens(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            if not text:
-                return {}
-            try:
-                return json.loads(text)
-            except json.JSONDecodeError:  # the text is secret: never echo it
-                raise ValueError('must be a JSON object like {"TOKEN": "general"}') from None
-        return value
+        return _json_object(value, '{"TOKEN": "general"}')
 
     @field_validator("api_cors_origins", mode="before")
     @classmethod
@@ -449,6 +432,21 @@ def get_settings() -> Settings:
 #: Settings whose values must never be echoed back in an error message. A
 #: malformed COMFY_GEN_BACKENDS may hold credentials in a form no URL parser
 #: recognises (a broken JSON string), so it is never echoed either.
+def _json_object(value: Any, example: str) -> Any:
+    """A JSON object from an env string ("" = empty). The parser's message is left
+    out on purpose: it quotes the text, and these values hold URLs with passwords
+    or tokens."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        return {}
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise ValueError(f"must be a JSON object like {example}") from None
+
+
 _SECRET_FIELDS = frozenset({"minio_access_key", "minio_secret_key", "backends", "minio_endpoint", "database_url",
                             "api_token", "api_tokens", "mcp_token", "civitai_api_key", "hf_token"})
 

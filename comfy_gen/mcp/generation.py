@@ -156,7 +156,7 @@ def register(app: "App") -> None:
         output_path: OutputPath = None,
         json_progress: JsonProgress = False,
     ) -> Json:
-        """Render a video from a prompt (Wan 2.2 text-to-video workflow).
+        """Render a video from a prompt (the first installed of ltxv-t2v, wan22-t2v-vhs).
 
         Returns the same fields as generate_image (local_path is the video file).
         """
@@ -180,7 +180,7 @@ def register(app: "App") -> None:
         output_path: OutputPath = None,
         json_progress: JsonProgress = False,
     ) -> Json:
-        """Animate an input image (uploaded to ComfyUI) guided by a prompt (Wan 2.2 image-to-video).
+        """Animate an input image (uploaded to ComfyUI) guided by a prompt (ltxv-i2v workflow).
 
         Returns the same fields as generate_image (local_path is the video file).
         """
