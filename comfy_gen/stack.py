@@ -209,6 +209,21 @@ class Stack:
 
         self._wait_for(registered, proc, "prefect worker", timeout)
 
+    def start_web(self, port: int, extra_env: Mapping[str, str] | None = None, *, timeout: float = 120.0) -> str:
+        """Start the HTTP API and web page (``comfy-gen serve``) on loopback; its URL once
+        ``/health`` answers. The worker gets it as ``COMFY_GEN_PUBLIC_URL`` so run
+        artifacts link to pictures a browser can open (no S3 needed)."""
+        if port_in_use(self.host, port):
+            raise ConfigError(f"Port {port} on {self.host} is already in use by another program.",
+                              hint=f"Choose a free port with --web-port (e.g. --web-port {free_port()}).")
+        env = self.env()
+        env.update(extra_env or {})
+        url = f"http://{self.host}:{port}"
+        proc = self._spawn("web", [sys.executable, "-m", "comfy_gen.cli", "serve", "--host", self.host,
+                                   "--port", str(port)], env)
+        self._wait_for(lambda: httpx.get(url + "/health", timeout=5).status_code == 200, proc, "web app", timeout)
+        return url
+
     def _get(self, path: str, *, method: str = "GET", **kwargs: Any) -> httpx.Response:
         return httpx.request(method, self.api_url + path, timeout=5, **kwargs)
 

@@ -247,8 +247,11 @@ class _StopSignals:
 @click.command("up")
 @click.option("--port", default=4200, show_default=True, type=click.IntRange(1, 65535),
               help="Prefect server port (127.0.0.1).")
-def up(port: int) -> None:
-    """Start a local Prefect server, deploy, start a worker (and the emulator if needed); Ctrl-C stops all."""
+@click.option("--web-port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port of the web page and HTTP API (comfy-gen serve) that run artifacts link to; 0 = none.")
+def up(port: int, web_port: int) -> None:
+    """Start a local Prefect server, deploy, start the web page and a worker (and the emulator
+    if needed); Ctrl-C stops all."""
     from comfy_gen.stack import Stack
 
     settings = get_settings()
@@ -263,8 +266,14 @@ def up(port: int) -> None:
                     stack.start_server(ui=True)
                     stack.create_pool()
                     stack.deploy()
-                    stack.start_worker({"COMFY_GEN_COMFYUI_URL": url or ""})
+                    worker_env = {"COMFY_GEN_COMFYUI_URL": url or ""}
+                    web = stack.start_web(web_port, worker_env) if web_port else None
+                    if web:
+                        worker_env["COMFY_GEN_PUBLIC_URL"] = web  # artifacts link to pictures, no S3 needed
+                    stack.start_worker(worker_env)
                     click.echo(f"Prefect UI:  {stack.ui_url}")
+                    if web:
+                        click.echo(f"Web page:    {web}  (run artifacts link here)")
                     click.echo(f"ComfyUI:     {url}")
                     click.echo("Run a recipe:")
                     click.echo(f"  PREFECT_API_URL={stack.api_url} prefect deployment run "

@@ -54,11 +54,12 @@ class Lines:
         raise AssertionError(f"{text!r} not printed; output:\n{''.join(self.seen)}")
 
 
-def _up(tmp_path: Path, port: int) -> tuple[subprocess.Popen[str], Path]:
+def _up(tmp_path: Path, port: int, web_port: int = 0) -> tuple[subprocess.Popen[str], Path]:
     env = {k: v for k, v in os.environ.items() if k not in ("COMFY_GEN_COMFYUI_URL", "PREFECT_API_URL")}
     home = tmp_path / "prefect-up"
     env["PREFECT_HOME"] = str(home)  # `up` starts the emulator: no ComfyUI configured
-    proc = subprocess.Popen([sys.executable, "-m", "comfy_gen.cli", "up", "--port", str(port)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "comfy_gen.cli", "up", "--port", str(port),
+                             "--web-port", str(web_port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     return proc, home
 
@@ -79,13 +80,17 @@ def _wait(predicate, timeout: float, what: str) -> float:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
 def test_comfy_gen_up_starts_the_local_stack_and_stops_it_on_ctrl_c(tmp_path: Path, sig: signal.Signals) -> None:
-    port = free_port()
-    proc, home = _up(tmp_path, port)
+    port, web_port = free_port(), free_port()
+    proc, home = _up(tmp_path, port, web_port)
     lines = Lines(proc)
     try:
         text = lines.wait_for("Press Ctrl-C", timeout=240)
         assert "BUILT-IN EMULATOR" in text
         assert f"Prefect UI:  http://127.0.0.1:{port}" in text
+        # The web page runs too, and the worker links run artifacts to it (pictures without S3).
+        web = f"http://127.0.0.1:{web_port}"
+        assert f"Web page:    {web}" in text
+        assert httpx.get(f"{web}/health", timeout=10).status_code == 200
         api = f"http://127.0.0.1:{port}/api"
         assert httpx.get(f"{api}/health", timeout=10).status_code == 200
         for page in ("/", "/runs"):  # the UI itself, not {"detail":"Not Found"}
@@ -101,8 +106,10 @@ def test_comfy_gen_up_starts_the_local_stack_and_stops_it_on_ctrl_c(tmp_path: Pa
         names = {d["name"] for d in httpx.post(f"{api}/deployments/filter", json={}, timeout=10).json()}
         assert {"on-demand", "nightly"} <= names
         groups = _recorded_groups(home)
-        assert set(groups) == {"server", "worker"}
+        assert set(groups) == {"server", "web", "worker"}
         assert all(procs.group_alive(pgid) for pgid in groups.values())
+        worker_env = Path(f"/proc/{groups['worker']}/environ").read_bytes().split(b"\0")
+        assert f"COMFY_GEN_PUBLIC_URL={web}".encode() in worker_env
     except BaseException:
         proc.kill()
         proc.wait()
@@ -120,6 +127,8 @@ def test_comfy_gen_up_starts_the_local_stack_and_stops_it_on_ctrl_c(tmp_path: Pa
     assert not list((home / RECORDS).glob("*.json"))
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{web}/health", timeout=2)
 
 
 def test_up_refuses_a_port_taken_by_another_program(tmp_path: Path) -> None:
