@@ -336,12 +336,16 @@ def run_item(run: BatchRun, item: "RecipeItem") -> ItemResult:
     finally:
         run.untrack(submitted)
     return finalize_item(run, item, key, outcome, tuple(spans.spans), time.monotonic() - started,
-                         backend=backend.name)
+                         backend=backend.name, submitted=len(set(submitted)))
 
 
 def finalize_item(run: BatchRun, item: "RecipeItem", key: str, outcome: Outcome,
-                  spans: tuple[Span, ...], elapsed: float, *, backend: str | None = None) -> ItemResult:
-    """Keep the best attempt under the item's stable name, write metadata, upload."""
+                  spans: tuple[Span, ...], elapsed: float, *, backend: str | None = None,
+                  submitted: int = 0) -> ItemResult:
+    """Keep the best attempt under the item's stable name, write metadata, upload.
+
+    ``submitted``: distinct ComfyUI jobs queued for the item, which exceeds its
+    attempts when a job lost to a server restart was queued again."""
     best = outcome.best
     result = ItemResult(
         item_id=item.id, index=item.index, verdict=as_verdict(outcome.status), source="rendered",
@@ -351,7 +355,7 @@ def finalize_item(run: BatchRun, item: "RecipeItem", key: str, outcome: Outcome,
         scores=best.scores if best else None, reason=best.reason if best else None,
         verdicts=tuple(best.verdicts) if best else (),
         prompt_id=best.prompt_id if best else None,
-        jobs=len(outcome.attempts) + len(outcome.errors), gpu_spans=spans,
+        jobs=max(len(outcome.attempts) + len(outcome.errors), submitted), gpu_spans=spans,
         elapsed_seconds=round(elapsed, 3), validation_skipped=run.validation_skipped,
     )
     if best is None or not best.files:
