@@ -9,7 +9,7 @@ cache, and the default CLIP model (a hub id), so the demo recipe's validation
 (``allow_skip: true``) has to find out that its model cannot be loaded.
 
     python bench/bench_rerun.py                       # this checkout
-    python bench/bench_rerun.py --src /work/main      # another checkout (before/after)
+    python bench/bench_rerun.py --src ../other-checkout   # another checkout (before/after)
 
 Prints JSON: for each run, the flow's own wall time (flow call to return) and the
 whole process (interpreter start, imports, flow), and the ComfyUI jobs it sent.
