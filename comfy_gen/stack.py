@@ -175,6 +175,9 @@ class Stack:
         self.check_port()
         env = self.env()
         env.pop("PREFECT_API_URL", None)
+        # The UI calls the API at 127.0.0.1:4200 unless told otherwise: on any other
+        # port its pages would load and then fail with "Can't connect to Server API".
+        env["PREFECT_SERVER_UI_API_URL"] = self.api_url
         args = [prefect_bin(), "server", "start", "--host", self.host, "--port", str(self.port)]
         proc = self._spawn("server", args + ([] if ui else ["--no-ui"]), env)
         self._wait_for(lambda: self._get("/health").status_code == 200, proc, "prefect server", timeout)

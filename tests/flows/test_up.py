@@ -99,6 +99,9 @@ def test_comfy_gen_up_starts_the_local_stack_and_stops_it_on_ctrl_c(tmp_path: Pa
             assert response.status_code == 200, page
             assert response.headers["content-type"].startswith("text/html"), page
             assert "<html" in response.text.lower(), page
+        # The UI's pages call this server's API, not Prefect's default 127.0.0.1:4200.
+        ui_settings = httpx.get(f"http://127.0.0.1:{port}/ui-settings", timeout=10).json()
+        assert ui_settings["api_url"] == api, ui_settings
         pool = httpx.get(f"{api}/work_pools/comfy-gen", timeout=10).json()
         assert pool["type"] == "process"
         workers = httpx.post(f"{api}/work_pools/comfy-gen/workers/filter", json={}, timeout=10).json()
