@@ -214,7 +214,8 @@ def _build(data: dict[str, Any], sections: Sections, doc: YamlDoc, *, path: Path
             positive_threshold=float(validation.get("positive_threshold", ValidationConfig.positive_threshold)),
             delta_threshold=(float(validation["delta_threshold"])
                              if validation.get("delta_threshold") is not None else None),
-            allow_skip=bool(validation.get("allow_skip", False))),
+            allow_skip=bool(validation.get("allow_skip", False)),
+            checks=tuple(validation.get("checks") or ())),
         refinement=RefinementConfig(
             strategy=str(refinement.get("strategy", RefinementConfig.strategy)),
             max_attempts=int(refinement.get("max_attempts", RefinementConfig.max_attempts))),

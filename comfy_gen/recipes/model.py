@@ -49,11 +49,17 @@ class ValidationConfig:
     positive_threshold: float = 25.0
     delta_threshold: float | None = None
     allow_skip: bool = False
+    #: Several validators (``validation.checks``): names or ``{name, threshold, ...options}``
+    #: mappings as ``comfy_gen.validation.plan.build_checks`` takes them; empty = ``validator`` alone.
+    checks: tuple[Any, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"enabled": self.enabled, "validator": self.validator,
+        data = {"enabled": self.enabled, "validator": self.validator,
                 "positive_threshold": self.positive_threshold,
                 "delta_threshold": self.delta_threshold, "allow_skip": self.allow_skip}
+        if self.checks:  # absent when unused, so older item hashes stay the same
+            data["checks"] = [dict(c) if isinstance(c, Mapping) else c for c in self.checks]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "ValidationConfig":
@@ -64,7 +70,8 @@ class ValidationConfig:
                    validator=str(data.get("validator") or cls.validator),
                    positive_threshold=float(data.get("positive_threshold", cls.positive_threshold)),
                    delta_threshold=None if delta is None else float(delta),
-                   allow_skip=bool(data.get("allow_skip", cls.allow_skip)))
+                   allow_skip=bool(data.get("allow_skip", cls.allow_skip)),
+                   checks=tuple(data.get("checks") or ()))
 
 
 @dataclass(frozen=True)

@@ -367,6 +367,8 @@ def check_refs(data: dict[str, Any], out: Any, *, settings: Settings) -> tuple[s
         if validator not in registered:
             out.add(["validation", "validator"],
                     f"unknown validator {validator!r} (available: {', '.join(registered)})")
+    if isinstance(validation, dict) and isinstance(validation.get("checks"), list):
+        check_validation_checks(validation["checks"], out)
     return tuple(backends) or ("default",)
 
 
@@ -375,6 +377,21 @@ def known_strategies() -> list[str]:
     from comfy_gen.strategies import list_strategies
 
     return list_strategies()
+
+
+def check_validation_checks(specs: list[Any], out: Any) -> None:
+    """Each ``validation.checks`` entry names a registered validator with options it accepts."""
+    from comfy_gen.errors import UsageError
+    from comfy_gen.validation.plan import build_checks
+
+    for i, spec in enumerate(specs):
+        try:
+            build_checks([spec])
+        except UsageError as exc:
+            out.add(["validation", "checks", i], exc.message.removeprefix("checks[0]: "))
+    names = [s if isinstance(s, str) else s.get("name") for s in specs if isinstance(s, (str, dict))]
+    for name in {n for n in names if isinstance(n, str) and names.count(n) > 1}:
+        out.add(["validation", "checks"], f"validator {name!r} is listed twice")
 
 
 def known_validators() -> list[str]:

@@ -95,8 +95,11 @@ def _validation(request: GenerateRequest, settings: Settings,
     if not options.enabled:
         return None
     threshold, delta = options.positive_threshold, options.delta_threshold
-    plan = ValidationPlan.from_options(validate=True, positive_threshold=threshold, delta_threshold=delta)
+    plan = ValidationPlan.from_options(validate=True, positive_threshold=threshold, delta_threshold=delta,
+                                       checks=options.checks, allow_skip=options.allow_skip)
     prepared = plan.prepare(settings)
+    for warning in prepared.warnings:
+        warn(warning)
     if threshold is not None and 0 < threshold <= 1.0:
         warn(f"--positive-threshold {threshold} looks like the old 0-1 scale; scores are 0-100")
     return prepared

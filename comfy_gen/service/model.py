@@ -84,6 +84,11 @@ class ValidationOptions:
     enabled: bool = False
     positive_threshold: float | None = None
     delta_threshold: float | None = None
+    #: More validators than CLIP: names or ``{name, threshold, ...options}`` specs
+    #: (``comfy_gen.validation.plan.build_checks``); the thresholds above apply to CLIP's check.
+    checks: tuple[Any, ...] = ()
+    #: Keep images unvalidated, loudly, when a validator cannot be loaded.
+    allow_skip: bool = False
 
 
 @dataclass(frozen=True)

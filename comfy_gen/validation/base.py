@@ -204,10 +204,21 @@ class BaseValidator:
     label: str = "validator"
 
     @classmethod
-    def load(cls, settings: "Settings") -> "Validator":
+    def load(cls, settings: "Settings", options: Mapping[str, Any] | None = None) -> "Validator":
         """A ready instance (ValidatorUnavailable when it cannot be loaded). Loading
-        is once per prepared plan: cache here when it is expensive (CLIP does)."""
+        is once per prepared plan: cache models here when they are expensive (CLIP
+        does); state that must not outlive a run (a batch's seen images) belongs on
+        the instance. ``options`` are the check's, as ``parse_options`` returned them."""
         return cls()
+
+    @classmethod
+    def parse_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Check a check's options (recipe ``validation.checks[i]``, CLI flags) and
+        return them normalised; UsageError naming the option for a bad one. The
+        default accepts none."""
+        if options:
+            raise UsageError(f"validator {cls.name!r} takes no options (got: {', '.join(sorted(options))})")
+        return {}
 
     @classmethod
     def default_positive_threshold(cls, settings: "Settings") -> float:
@@ -215,8 +226,10 @@ class BaseValidator:
         return FALLBACK_POSITIVE_THRESHOLD
 
     @classmethod
-    def judge_scores(cls, score: Mapping[str, Any], thresholds: Thresholds) -> ValidationResult:
-        """Pass rule on one score dict; ``thresholds.positive`` is already resolved."""
+    def judge_scores(cls, score: Mapping[str, Any], thresholds: Thresholds,
+                     options: Mapping[str, Any] | None = None) -> ValidationResult:
+        """Pass rule on one score dict; ``thresholds.positive`` is already resolved,
+        ``options`` are the check's (so stored scores re-judge by today's options)."""
         positive = FALLBACK_POSITIVE_THRESHOLD if thresholds.positive is None else thresholds.positive
         return evaluate_scores(score, positive_threshold=positive, delta_threshold=thresholds.delta,
                                validator=cls.name, label=cls.label)

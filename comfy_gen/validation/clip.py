@@ -258,7 +258,7 @@ class ImageValidator(BaseValidator):
     label = "CLIP"
 
     @classmethod
-    def load(cls, settings: "Settings") -> "ImageValidator":
+    def load(cls, settings: "Settings", options: Mapping[str, Any] | None = None) -> "ImageValidator":
         """The process's cached model named by ``settings.clip_model``."""
         return get_validator(settings.clip_model)
 

@@ -33,6 +33,7 @@ from comfy_gen.validation.base import (
     Thresholds,
     Validator,
     get_validator_class,
+    list_validators,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -108,14 +109,88 @@ def rank_key(verdicts: Sequence[Verdict]) -> tuple[float, ...]:
 
 @dataclass(frozen=True)
 class Check:
-    """One validator of a plan and its thresholds (positive None = the validator's default)."""
+    """One validator of a plan, its thresholds (positive None = the validator's
+    default) and its options (frozen, so plans stay hashable; ``opts`` as a dict)."""
 
     validator: str = DEFAULT_VALIDATOR
     thresholds: Thresholds = Thresholds()
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def opts(self) -> dict[str, Any]:
+        return {key: _thaw(value) for key, value in self.options}
+
+    @classmethod
+    def make(cls, validator: str, thresholds: Thresholds = Thresholds(),
+             options: Mapping[str, Any] | None = None) -> "Check":
+        """A check with its options checked by the validator (UsageError when bad)."""
+        kind = get_validator_class(validator)
+        parsed = kind.parse_options(dict(options or {}))
+        return cls(validator, thresholds, tuple(sorted((k, _freeze(v)) for k, v in parsed.items())))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"validator": self.validator, "positive_threshold": self.thresholds.positive,
-                "delta_threshold": self.thresholds.delta}
+        data: dict[str, Any] = {"validator": self.validator, "positive_threshold": self.thresholds.positive,
+                                "delta_threshold": self.thresholds.delta}
+        if self.options:
+            data["options"] = self.opts
+        return data
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return ("__map__", tuple(sorted((str(k), _freeze(v)) for k, v in value.items())))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, tuple):
+        if len(value) == 2 and value[0] == "__map__":
+            return {k: _thaw(v) for k, v in value[1]}
+        return [_thaw(v) for v in value]
+    return value
+
+
+#: Keys of a check spec that are not validator options.
+_SPEC_KEYS = frozenset({"name", "validator", "positive_threshold", "delta_threshold", "threshold"})
+
+
+def build_checks(specs: Sequence[str | Mapping[str, Any]], *, default: Thresholds = Thresholds(),
+                 default_validator: str = DEFAULT_VALIDATOR) -> tuple[Check, ...]:
+    """Checks from specs: a validator name, or a mapping with ``name`` (or
+    ``validator``), optional ``threshold``/``positive_threshold`` and
+    ``delta_threshold``, and the validator's own options. ``default`` thresholds
+    (a recipe section's, the generate flags') apply to ``default_validator``'s
+    check when it gives none. UsageError names the check (``checks[i]``)."""
+    checks: list[Check] = []
+    seen: set[str] = set()
+    for i, spec in enumerate(specs):
+        where = f"checks[{i}]"
+        if isinstance(spec, str):
+            spec = {"name": spec}
+        if not isinstance(spec, Mapping):
+            raise UsageError(f"{where}: expected a validator name or a mapping with 'name'")
+        name = spec.get("name", spec.get("validator"))
+        if not isinstance(name, str) or not name:
+            raise UsageError(f"{where}: missing 'name' (a validator: {', '.join(list_validators())})")
+        if name in seen:
+            raise UsageError(f"{where}: validator {name!r} is listed twice")
+        seen.add(name)
+        positive = spec.get("positive_threshold", spec.get("threshold"))
+        delta = spec.get("delta_threshold")
+        for key, value in (("positive_threshold", positive), ("delta_threshold", delta)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise UsageError(f"{where}.{key}: expected a number, got {value!r}")
+        thresholds = Thresholds(None if positive is None else float(positive), None if delta is None else float(delta))
+        if name == default_validator and positive is None and delta is None:
+            thresholds = default
+        options = {k: v for k, v in spec.items() if k not in _SPEC_KEYS}
+        try:
+            checks.append(Check.make(name, thresholds, options))
+        except UsageError as exc:
+            raise UsageError(f"{where}: {exc.message}") from None
+    return tuple(checks)
 
 
 @dataclass(frozen=True)
@@ -135,9 +210,10 @@ class ValidationPlan:
         """The plan of a recipe's ``validation`` section (UsageError for an unknown validator)."""
         if not config.enabled:
             return cls(allow_skip=config.allow_skip)
-        get_validator_class(config.validator)
-        check = Check(config.validator, Thresholds(config.positive_threshold, config.delta_threshold))
-        return cls(checks=(check,), allow_skip=config.allow_skip)
+        section = Thresholds(config.positive_threshold, config.delta_threshold)
+        specs = list(config.checks) or [config.validator]
+        return cls(checks=build_checks(specs, default=section, default_validator=config.validator),
+                   allow_skip=config.allow_skip)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "ValidationPlan":
@@ -149,12 +225,15 @@ class ValidationPlan:
     @classmethod
     def from_options(cls, *, validate: bool, positive_threshold: float | None = None,
                      delta_threshold: float | None = None, validator: str = DEFAULT_VALIDATOR,
-                     allow_skip: bool = False) -> "ValidationPlan":
-        """The plan of a single generate request (positive None = the validator's default)."""
+                     allow_skip: bool = False,
+                     checks: Sequence[str | Mapping[str, Any]] = ()) -> "ValidationPlan":
+        """The plan of a single generate request (positive None = the validator's
+        default). ``checks`` (specs as ``build_checks`` takes them) replace the
+        single ``validator``; the thresholds given apply to its check."""
         if not validate:
             return cls(allow_skip=allow_skip)
-        get_validator_class(validator)
-        return cls(checks=(Check(validator, Thresholds(positive_threshold, delta_threshold)),),
+        default = Thresholds(positive_threshold, delta_threshold)
+        return cls(checks=build_checks(list(checks) or [validator], default=default, default_validator=validator),
                    allow_skip=allow_skip)
 
     def to_dict(self) -> dict[str, Any]:
@@ -179,7 +258,10 @@ class ValidationPlan:
         kinds = [(check, get_validator_class(check.validator)) for check in self.checks]
         resolved = [(check, kind, _resolve(check.thresholds, kind, settings)) for check, kind in kinds]
         try:
-            loaded = [kind.load(settings) for _, kind, _ in resolved]
+            # Options only when a check has some: a validator written before checks had
+            # options overrides ``load(settings)`` and keeps working.
+            loaded = [kind.load(settings, check.opts) if check.options else kind.load(settings)
+                      for check, kind, _ in resolved]
         except ValidatorUnavailable as exc:
             if not self.allow_skip:
                 raise
@@ -293,7 +375,7 @@ class PreparedPlan:
 
     @staticmethod
     def _verdict(p: _Prepared, scores: Mapping[str, Any]) -> Verdict:
-        result = p.kind.judge_scores(scores, p.thresholds)
+        result = p.kind.judge_scores(scores, p.thresholds, p.check.opts)
         return Verdict(p.check.validator, result.passed, dict(result.scores), result.reason)
 
     def close(self) -> None:
