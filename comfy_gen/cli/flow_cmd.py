@@ -264,9 +264,11 @@ def up(port: int, web_port: int, database_url: str | None, workers: int, worker_
 
     settings = get_settings()
     home = prefect_home(settings)
-    database_url = database_url or settings.secret("prefect_database_url")
+    source = "--database-url"
+    if not database_url:
+        database_url, source = settings.secret("prefect_database_url"), "COMFY_GEN_PREFECT_DATABASE_URL"
     if database_url:
-        prefect_database_url(database_url)  # a wrong URL is refused before anything starts
+        prefect_database_url(database_url, source)  # a wrong URL is refused before anything starts
     stack = Stack(home=home, port=port, database_url=database_url)
     with _StopSignals() as signals:
         try:

@@ -164,12 +164,16 @@ def test_two_runs_on_two_workers_share_two_backends_within_the_bound(
         assert len(images) == ITEMS and all(p.with_name(p.name + ".json").exists() for p in images), name
 
 
-def test_up_refuses_a_database_url_that_is_not_postgresql(tmp_path: Path) -> None:
+@pytest.mark.parametrize("source", ["--database-url", "COMFY_GEN_PREFECT_DATABASE_URL"])
+def test_up_refuses_a_database_url_that_is_not_postgresql(tmp_path: Path, source: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path / "home")
-    result = subprocess.run([sys.executable, "-m", "comfy_gen.cli", "up", "--port", str(free_port()),
-                             "--database-url", f"mysql://u:{PASSWORD}@127.0.0.1/x"],
+    url = f"mysql://u:{PASSWORD}@127.0.0.1/x"
+    args = ["--database-url", url] if source.startswith("--") else []
+    if not args:
+        env[source] = url
+    result = subprocess.run([sys.executable, "-m", "comfy_gen.cli", "up", "--port", str(free_port()), *args],
                             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "--database-url must be a PostgreSQL URL" in result.stderr and PASSWORD not in result.stderr
-    assert "Traceback" not in result.stderr
+    assert f"{source} must be a PostgreSQL URL" in result.stderr and PASSWORD not in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "home" / "server.log").exists()
