@@ -77,11 +77,11 @@ class BackendPool:
 
     def _open(self, name: str) -> Backend:
         from comfy_gen.comfyui import ComfyUIClient
-        from comfy_gen.gate import GpuGate
+        from comfy_gen.gate import gate_for
 
         s = self.settings
         url = s.backend_url(name)
-        gate = GpuGate(url, s.gpu_limit, mode=s.gpu_gate, prefect_name=f"{s.prefect_concurrency_name}:{name}")
+        gate = gate_for(s, url, name)
         return Backend(name=name, url=url, client=ComfyUIClient.from_settings(s, backend=name),
                        gate=_CancellableGate(gate, self.cancelled))
 

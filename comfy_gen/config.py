@@ -128,12 +128,21 @@ class Settings(BaseSettings):
 
     # --- Prefect ---
     prefect_concurrency_name: str = Field("comfyui", description="GCL name prefix: <prefix>:<backend>")
-    gpu_gate: Literal["local", "prefect", "none"] = Field(
+    gpu_gate: Literal["local", "postgres", "prefect", "none"] = Field(
         "local",
         description="Cross-process GPU bound: local = flock slots shared by every flow on this host "
-        "(released by the OS if a holder dies); prefect = a Prefect global concurrency limit "
-        "(flows on several hosts); none = in-process only",
+        "(released by the OS if a holder dies); postgres = PostgreSQL advisory locks shared by every "
+        "host using the gate's database (released when a holder's connection dies; docs/SCALING.md); "
+        "prefect = a Prefect global concurrency limit; none = in-process only",
     )
+    # SecretStr: it usually carries a password. Unset = the catalog's database_url, so one
+    # PostgreSQL serves both; set it when the catalog stays on SQLite or lives elsewhere.
+    gpu_gate_database_url: SecretStr | None = Field(
+        None, description="PostgreSQL for gpu_gate=postgres, e.g. postgresql://user:pw@host/db; "
+                          "unset = database_url")
+    prefect_database_url: SecretStr | None = Field(
+        None, description="PostgreSQL the Prefect server of `comfy-gen up` stores its state in "
+                          "(what `up --database-url` sets; unset = Prefect's SQLite)")
     flow_workers: int = Field(8, ge=1, description="Threads per flow run (items in progress at once)")
     stage_tasks: Literal["auto", "on", "off"] = Field(
         "auto",
@@ -321,6 +330,17 @@ class Settings(BaseSettings):
     def storage_configured(self) -> bool:
         return bool(self.minio_endpoint)
 
+    def gate_database_url(self) -> tuple[str, str]:
+        """(URL, the env var it came from) of the gpu_gate=postgres database:
+        gpu_gate_database_url, else database_url; ConfigError naming both when neither is set."""
+        for name in ("gpu_gate_database_url", "database_url"):
+            value = self.secret(name)
+            if value:
+                return value, f"COMFY_GEN_{name.upper()}"
+        raise ConfigError("COMFY_GEN_GPU_GATE=postgres needs a PostgreSQL database, and neither "
+                          "COMFY_GEN_GPU_GATE_DATABASE_URL nor COMFY_GEN_DATABASE_URL is set",
+                          hint="Set COMFY_GEN_GPU_GATE_DATABASE_URL=postgresql://user:password@host:5432/dbname")
+
     def secret(self, name: str) -> str | None:
         """The plain value of a secret setting (never log it)."""
         value = getattr(self, name)
@@ -448,6 +468,7 @@ def _json_object(value: Any, example: str) -> Any:
 
 
 _SECRET_FIELDS = frozenset({"minio_access_key", "minio_secret_key", "backends", "minio_endpoint", "database_url",
+                            "gpu_gate_database_url", "prefect_database_url",
                             "api_token", "api_tokens", "mcp_token", "civitai_api_key", "hf_token"})
 
 

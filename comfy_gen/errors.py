@@ -31,6 +31,7 @@ assigned only at the edges (``comfy_gen.cli`` and the API), from one table each.
     ├── ServiceBusy                 too many jobs queued; try again later (HTTP 503)   [transient]
     ├── CatalogError                the generation catalog's database failed (exit 1, HTTP 503)
     │   └── CatalogUnavailable      the database cannot be reached / is locked   [transient]
+    ├── GpuGateUnavailable          gpu_gate=postgres: its database cannot be reached (exit 2)  [transient]
     ├── HubError                    a model hub (CivitAI, Hugging Face) request failed
     │   └── HubUnavailable          unreachable / timeout / 5xx / 429       [transient]
     └── StorageError                object storage failed
@@ -389,6 +390,11 @@ class CatalogUnavailable(CatalogError, TransientError):
     """The catalog database cannot be reached, or stayed locked past the busy timeout."""
 
 
+class GpuGateUnavailable(ComfyGenError, TransientError):
+    """The GPU gate's PostgreSQL database (gpu_gate=postgres) cannot be reached: no job
+    is queued without its slot, so the item fails instead of overrunning the bound."""
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for failures worth retrying later."""
     return isinstance(exc, TransientError)
@@ -397,7 +403,7 @@ def is_transient(exc: BaseException) -> bool:
 __all__ = [
     "BatchFailed", "BucketNotFound", "CatalogError", "CatalogUnavailable", "CategoryError", "ComfyGenError",
     "ComfyUIError", "ComfyUITimeout", "ComfyUIUnavailable", "CompositionError", "ConfigError", "ExecutionFailed",
-    "ExecutionInterrupted", "FavoriteNotFound", "GenerationNotFound", "HubError", "HubUnavailable", "JobLost",
+    "ExecutionInterrupted", "FavoriteNotFound", "GenerationNotFound", "GpuGateUnavailable", "HubError", "HubUnavailable", "JobLost",
     "MetadataNotFound", "NotFound", "PathNotAllowed", "PolicyViolation", "PreflightError", "ProblemListError",
     "PromptRejected", "RecipeError", "ServiceBusy", "StorageAuthError", "StorageError", "StorageUnavailable",
     "TransientError", "UsageError", "ValidationFailed",

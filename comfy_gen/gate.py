@@ -15,6 +15,9 @@ Two layers, both held from "queue" until the job finishes:
     SIGKILLed flow never leaks a slot (a Prefect GCL lease would hold it for
     60-300 s, or forever after a server restart with in-memory lease storage).
     Waiters poll every few ms.
+  - ``postgres``: N PostgreSQL session advisory locks per backend
+    (``comfy_gen.pggate``), for flows on several hosts: the server drops a
+    dead holder's locks with its connection (measured in bench/README.md).
   - ``prefect``: a Prefect global concurrency limit ``<prefix>:<backend>``,
     created if missing and always acquired with ``strict=True`` (a missing
     limit would otherwise mean no limit at all). For flows on several hosts.
@@ -29,16 +32,20 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import TYPE_CHECKING, Iterator, Literal
 
 from filelock import FileLock, Timeout
 
 from comfy_gen.errors import ConfigError
 from comfy_gen.urls import normalize_url
 
+if TYPE_CHECKING:  # pragma: no cover
+    from comfy_gen.config import Settings
+    from comfy_gen.pggate import PostgresSlots
+
 log = logging.getLogger(__name__)
 
-GateMode = Literal["local", "prefect", "none"]
+GateMode = Literal["local", "postgres", "prefect", "none"]
 
 _process_semaphores: dict[tuple[str, int], threading.BoundedSemaphore] = {}
 _registry_lock = threading.Lock()
@@ -57,7 +64,8 @@ class GpuGate:
 
     def __init__(self, backend_url: str, limit: int = 2, *, mode: GateMode = "local",
                  lock_dir: Path | None = None, prefect_name: str | None = None,
-                 poll: float = 0.004) -> None:
+                 poll: float = 0.004, database_url: str | None = None,
+                 database_setting: str = "COMFY_GEN_GPU_GATE_DATABASE_URL", connect_timeout: float = 5.0) -> None:
         if limit < 1:
             raise ConfigError(f"GPU limit must be >= 1 (got {limit})")
         self.backend_url = normalize_url(backend_url)  # one bound per server, however the URL is typed
@@ -73,6 +81,14 @@ class GpuGate:
         self._limit_ready = False
         if mode == "prefect" and not prefect_name:
             raise ConfigError("GPU gate mode 'prefect' needs a concurrency limit name")
+        self._pg: PostgresSlots | None = None
+        if mode == "postgres":
+            from comfy_gen.pggate import PostgresSlots
+
+            if not database_url:
+                raise ConfigError(f"GPU gate mode 'postgres' needs a PostgreSQL URL ({database_setting})")
+            self._pg = PostgresSlots(database_url, self.backend_url, limit, setting=database_setting,
+                                     connect_timeout=connect_timeout)
 
     # -- context manager -------------------------------------------------------
     def __enter__(self) -> "GpuGate":
@@ -81,6 +97,9 @@ class GpuGate:
             stack = contextlib.ExitStack()
             if self.mode == "local":
                 stack.enter_context(self._file_slot())
+            elif self.mode == "postgres":
+                assert self._pg is not None
+                stack.enter_context(self._pg.slot())
             elif self.mode == "prefect":
                 stack.enter_context(self._prefect_slot())
         except BaseException:
@@ -127,6 +146,16 @@ class GpuGate:
                 self._limit_ready = True
         with concurrency(self._prefect_name, occupy=1, strict=True, lease_duration=60):
             yield
+
+
+def gate_for(settings: "Settings", url: str, name: str = "default") -> GpuGate:
+    """The GPU gate of backend ``name`` at ``url`` as the settings configure it
+    (gpu_limit, gpu_gate and, for ``postgres``, the gate's database)."""
+    database_url, setting = settings.gate_database_url() if settings.gpu_gate == "postgres" else (None, "")
+    return GpuGate(url, settings.gpu_limit, mode=settings.gpu_gate,
+                   prefect_name=f"{settings.prefect_concurrency_name}:{name}",
+                   database_url=database_url, database_setting=setting or "COMFY_GEN_GPU_GATE_DATABASE_URL",
+                   connect_timeout=settings.connect_timeout)
 
 
 def ensure_prefect_limit(name: str, limit: int) -> None:

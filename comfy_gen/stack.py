@@ -30,6 +30,7 @@ import httpx
 from comfy_gen import procs as _procs
 from comfy_gen.config import PROJECT_ROOT
 from comfy_gen.errors import ConfigError
+from comfy_gen.urls import redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,17 @@ def prefect_env(base: Mapping[str, str], *, home: Path, api_url: str | None = No
     if api_url:
         env["PREFECT_API_URL"] = api_url
     return env
+
+
+def prefect_database_url(url: str, setting: str = "--database-url") -> str:
+    """The SQLAlchemy URL Prefect's server takes for PostgreSQL (``postgresql+asyncpg://``,
+    the driver Prefect ships with) from any PostgreSQL URL spelling; ConfigError naming
+    ``setting`` for anything else (SQLite is Prefect's default: leave the option out)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower().split("+", 1)[0] not in ("postgresql", "postgres"):
+        raise ConfigError(f"{setting} must be a PostgreSQL URL, got {redact_url(url)!r}",
+                          hint="e.g. postgresql://user:password@host:5432/prefect (leave it out for SQLite)")
+    return "postgresql+asyncpg://" + rest
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -123,6 +135,8 @@ class Stack:
     home: Path
     host: str = "127.0.0.1"
     port: int = 4200
+    #: PostgreSQL for the Prefect server (any PostgreSQL URL spelling); None = SQLite in ``home``.
+    database_url: str | None = field(default=None, repr=False)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
     _log_files: list[IO[bytes]] = field(default_factory=list, repr=False)
@@ -178,6 +192,10 @@ class Stack:
         # The UI calls the API at 127.0.0.1:4200 unless told otherwise: on any other
         # port its pages would load and then fail with "Can't connect to Server API".
         env["PREFECT_SERVER_UI_API_URL"] = self.api_url
+        if self.database_url:
+            # Several workers' flow runs write at once: SQLite answers "database is locked",
+            # PostgreSQL does not (Prefect's documented choice for this). Only the server needs it.
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = prefect_database_url(self.database_url)
         args = [prefect_bin(), "server", "start", "--host", self.host, "--port", str(self.port)]
         proc = self._spawn("server", args + ([] if ui else ["--no-ui"]), env)
         self._wait_for(lambda: self._get("/health").status_code == 200, proc, "prefect server", timeout)
@@ -201,16 +219,30 @@ class Stack:
 
     def start_worker(self, extra_env: Mapping[str, str] | None = None, *, timeout: float = 120.0) -> None:
         """Start a process worker on the pool and wait until the server lists it."""
+        self.start_workers(1, extra_env, timeout=timeout)
+
+    def start_workers(self, count: int, extra_env: Mapping[str, str] | None = None, *,
+                      limit: int | None = None, timeout: float = 120.0) -> list[str]:
+        """Start ``count`` process workers on the one pool (all at once) and wait until the
+        server lists each; their names. ``limit``: flow runs each worker runs at once
+        (``prefect worker start --limit``), so concurrent runs spread over the workers."""
         env = self.env()
         env.update(extra_env or {})
-        name = self.worker_name
-        proc = self._spawn("worker", [prefect_bin(), "worker", "start", "--pool", WORK_POOL, "--name", name], env)
+        started: list[tuple[str, subprocess.Popen[bytes]]] = []
+        for index in range(1, count + 1):
+            name = self.worker_name if index == 1 else f"{self.worker_name}-{index}"
+            args = [prefect_bin(), "worker", "start", "--pool", WORK_POOL, "--name", name]
+            if limit is not None:
+                args += ["--limit", str(limit)]
+            started.append((name, self._spawn("worker" if index == 1 else f"worker-{index}", args, env)))
 
-        def registered() -> bool:
+        def registered(name: str) -> bool:
             response = self._get(f"/work_pools/{WORK_POOL}/workers/filter", method="POST", json={})
             return response.status_code == 200 and any(w.get("name") == name for w in response.json())
 
-        self._wait_for(registered, proc, "prefect worker", timeout)
+        for name, proc in started:
+            self._wait_for(lambda n=name: registered(n), proc, f"prefect worker {name}", timeout)
+        return [name for name, _ in started]
 
     def start_web(self, port: int, extra_env: Mapping[str, str] | None = None, *, timeout: float = 120.0) -> str:
         """Start the HTTP API and web page (``comfy-gen serve``) on loopback; its URL once
@@ -235,8 +267,9 @@ class Stack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
+                # The tail may quote a database URL: credentials are masked.
                 raise ConfigError(f"{what} exited during start-up (code {proc.returncode}); log: {log_path}\n"
-                                  f"{_tail(log_path)}")
+                                  f"{redact_text(_tail(log_path))}")
             try:
                 if ready():
                     return

@@ -45,6 +45,7 @@ STATUS_CODES: list[tuple[type[BaseException], int]] = [
     (errors.StorageUnavailable, 503),
     (errors.StorageError, 502),
     (errors.HubUnavailable, 503),
+    (errors.GpuGateUnavailable, 503),
     (errors.HubError, 502),
     (errors.ComfyGenError, 500),
 ]

@@ -249,29 +249,47 @@ class _StopSignals:
               help="Prefect server port (127.0.0.1).")
 @click.option("--web-port", default=8000, show_default=True, type=click.IntRange(0, 65535),
               help="Port of the web page and HTTP API (comfy-gen serve) that run artifacts link to; 0 = none.")
-def up(port: int, web_port: int) -> None:
-    """Start a local Prefect server, deploy, start the web page and a worker (and the emulator
+@click.option("--database-url", default=None, metavar="URL",
+              help="PostgreSQL for the Prefect server (default: COMFY_GEN_PREFECT_DATABASE_URL, else SQLite); "
+                   "the workers' GPU gate then uses it too (gpu_gate=postgres) unless COMFY_GEN_GPU_GATE is set.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 32),
+              help="Process workers on the one work pool.")
+@click.option("--worker-limit", default=None, type=click.IntRange(1, 1000),
+              help="Flow runs each worker runs at once (default: no limit), so runs spread over the workers.")
+def up(port: int, web_port: int, database_url: str | None, workers: int, worker_limit: int | None) -> None:
+    """Start a local Prefect server, deploy, start the web page and the workers (and the emulator
     if needed); Ctrl-C stops all."""
-    from comfy_gen.stack import Stack
+    from comfy_gen.stack import Stack, prefect_database_url
+    from comfy_gen.urls import redact_url
 
     settings = get_settings()
     home = prefect_home(settings)
-    stack = Stack(home=home, port=port)
+    source = "--database-url"
+    if not database_url:
+        database_url, source = settings.secret("prefect_database_url"), "COMFY_GEN_PREFECT_DATABASE_URL"
+    if database_url:
+        prefect_database_url(database_url, source)  # a wrong URL is refused before anything starts
+    stack = Stack(home=home, port=port, database_url=database_url)
     with _StopSignals() as signals:
         try:
             stack.check_port()  # before the emulator: a taken port is refused with nothing started
             with backend_or_emulator(step_time=0.2) as url:
                 try:
                     click.echo(f"Starting Prefect server on {stack.ui_url} (PREFECT_HOME={home}) ...")
+                    if database_url:
+                        click.echo(f"Prefect database: {redact_url(prefect_database_url(database_url))}")
                     stack.start_server(ui=True)
                     stack.create_pool()
                     stack.deploy()
                     worker_env = {"COMFY_GEN_COMFYUI_URL": url or ""}
+                    worker_env.update(_gate_env(settings, database_url))
                     web = stack.start_web(web_port, worker_env) if web_port else None
                     if web:
                         worker_env["COMFY_GEN_PUBLIC_URL"] = web  # artifacts link to pictures, no S3 needed
-                    stack.start_worker(worker_env)
+                    stack.start_workers(workers, worker_env, limit=worker_limit)
                     click.echo(f"Prefect UI:  {stack.ui_url}")
+                    click.echo(f"Workers:     {workers} on pool 'comfy-gen' (GPU gate: "
+                               f"{worker_env.get('COMFY_GEN_GPU_GATE', settings.gpu_gate)})")
                     if web:
                         click.echo(f"Web page:    {web}  (run artifacts link here)")
                     click.echo(f"ComfyUI:     {url}")
@@ -287,6 +305,18 @@ def up(port: int, web_port: int) -> None:
         except KeyboardInterrupt:
             pass
     click.echo("Stopped.")
+
+
+def _gate_env(settings: Any, database_url: str | None) -> dict[str, str]:
+    """Worker settings for ``up --database-url``: flows on several hosts share one
+    Prefect server, so the GPU bound moves to the same PostgreSQL (advisory locks create
+    no tables) unless COMFY_GEN_GPU_GATE was chosen explicitly."""
+    if not database_url or "gpu_gate" in settings.model_fields_set:
+        return {}
+    env = {"COMFY_GEN_GPU_GATE": "postgres"}
+    if not settings.secret("gpu_gate_database_url"):
+        env["COMFY_GEN_GPU_GATE_DATABASE_URL"] = database_url
+    return env
 
 
 def _wait_while_running(stack: Any) -> None:

@@ -77,12 +77,11 @@ def _check_request(request: GenerateRequest) -> None:
 
 def _gate(settings: Settings, url: str) -> "GpuGate":
     """The backend's GPU bound, the same one the flow takes (settings.gpu_limit/gpu_gate)."""
-    from comfy_gen.gate import GpuGate
+    from comfy_gen.gate import gate_for
 
     url = url.rstrip("/")
     name = next((n for n, u in settings.backend_urls().items() if u == url), "default")
-    return GpuGate(url, settings.gpu_limit, mode=settings.gpu_gate,
-                   prefect_name=f"{settings.prefect_concurrency_name}:{name}")
+    return gate_for(settings, url, name)
 
 
 def _validation(request: GenerateRequest, settings: Settings,
