@@ -45,6 +45,21 @@ log = logging.getLogger(__name__)
 
 #: The validator a recipe or request gets when it names none.
 DEFAULT_VALIDATOR = "clip"
+#: The model-free checks every validating recipe and request gets (comfy_gen.validation.technical).
+TECHNICAL = "technical"
+
+
+def _spec_name(spec: Any) -> Any:
+    return spec.get("name", spec.get("validator")) if isinstance(spec, Mapping) else spec
+
+
+def with_technical(specs: Sequence[Any], technical: bool) -> list[Any]:
+    """``specs`` with the technical check appended when ``technical`` and not already
+    listed (a listed one keeps its options). The one rule for "on by default"."""
+    specs = list(specs)
+    if technical and not any(_spec_name(s) == TECHNICAL for s in specs):
+        specs.append(TECHNICAL)
+    return specs
 
 
 @dataclass(frozen=True)
@@ -209,9 +224,11 @@ class ValidationPlan:
     def from_config(cls, config: "ValidationConfig") -> "ValidationPlan":
         """The plan of a recipe's ``validation`` section (UsageError for an unknown validator)."""
         if not config.enabled:
-            return cls(allow_skip=config.allow_skip)
+            # ``technical: true`` validates without CLIP: the technical checks alone.
+            checks = build_checks([TECHNICAL]) if config.technical else ()
+            return cls(checks=checks, allow_skip=config.allow_skip)
         section = Thresholds(config.positive_threshold, config.delta_threshold)
-        specs = list(config.checks) or [config.validator]
+        specs = with_technical(list(config.checks) or [config.validator], config.technical is not False)
         return cls(checks=build_checks(specs, default=section, default_validator=config.validator),
                    allow_skip=config.allow_skip)
 
@@ -226,14 +243,17 @@ class ValidationPlan:
     def from_options(cls, *, validate: bool, positive_threshold: float | None = None,
                      delta_threshold: float | None = None, validator: str = DEFAULT_VALIDATOR,
                      allow_skip: bool = False,
-                     checks: Sequence[str | Mapping[str, Any]] = ()) -> "ValidationPlan":
+                     checks: Sequence[str | Mapping[str, Any]] = (),
+                     technical: bool = False) -> "ValidationPlan":
         """The plan of a single generate request (positive None = the validator's
         default). ``checks`` (specs as ``build_checks`` takes them) replace the
-        single ``validator``; the thresholds given apply to its check."""
+        single ``validator``; the thresholds given apply to its check. ``technical``
+        appends the technical check when not listed (the service's default)."""
         if not validate:
             return cls(allow_skip=allow_skip)
         default = Thresholds(positive_threshold, delta_threshold)
-        return cls(checks=build_checks(list(checks) or [validator], default=default, default_validator=validator),
+        specs = with_technical(list(checks) or [validator], technical)
+        return cls(checks=build_checks(specs, default=default, default_validator=validator),
                    allow_skip=allow_skip)
 
     def to_dict(self) -> dict[str, Any]:
@@ -366,7 +386,10 @@ class PreparedPlan:
         verdicts = []
         for p in self._checks:
             scores = flat if flat is not None else by_name.get(p.check.validator)
-            if scores is None:
+            if scores is None and p.kind.missing_scores_pass:
+                verdicts.append(Verdict(p.check.validator, True, {},
+                                        f"Not checked: stored before {p.check.validator} checks"))
+            elif scores is None:
                 verdicts.append(Verdict(p.check.validator, False, {},
                                         f"No stored {p.check.validator} scores for this image"))
             else:
