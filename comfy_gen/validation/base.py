@@ -208,6 +208,9 @@ class BaseValidator:
     #: fails (the validator never saw the image); True = it passes as "not checked",
     #: for checks turned on by default after images were stored (technical).
     missing_scores_pass: bool = False
+    #: Whether scoring reads the prompt (``comfy-gen validate`` fails such a check for
+    #: an image without one, instead of scoring it against an empty text).
+    needs_prompt: bool = True
 
     @classmethod
     def load(cls, settings: "Settings", options: Mapping[str, Any] | None = None) -> "Validator":

@@ -208,6 +208,21 @@ def build_checks(specs: Sequence[str | Mapping[str, Any]], *, default: Threshold
     return tuple(checks)
 
 
+def checked_specs(specs: Sequence[Any] | None, *, field: str) -> tuple[Any, ...]:
+    """Check specs that arrived in a request (API body, MCP argument) now, before
+    any job exists: UsageError naming ``field`` (``validation.checks[1]: ...``)."""
+    if not specs:
+        return ()
+    if not isinstance(specs, (list, tuple)):
+        raise UsageError(f"{field}: expected a list of validator names or {{name, ...}} objects")
+    try:
+        build_checks(list(specs))
+    except UsageError as exc:
+        message = exc.message[len("checks"):] if exc.message.startswith("checks") else f": {exc.message}"
+        raise UsageError(f"{field}{message}") from None
+    return tuple(dict(s) if isinstance(s, Mapping) else s for s in specs)
+
+
 @dataclass(frozen=True)
 class ValidationPlan:
     """Which validators judge each image, and whether a validator that cannot be
@@ -365,6 +380,33 @@ class PreparedPlan:
             score = dict(p.validator.score_many([image], [prompt], [negative])[0])
             verdicts.append(self._verdict(p, score))
         return verdicts
+
+    def judge_many(self, images: Sequence[ImageInput], prompts: Sequence[str | None],
+                   negatives: Sequence[str | None] | None = None, *, batch: int = 32) -> list[list[Verdict]]:
+        """``judge`` for many images, each validator scoring them in batches (what
+        ``comfy-gen validate`` uses). An image whose prompt is None fails the checks
+        that need one (``needs_prompt``) with that reason; the others still run."""
+        if not self.loaded:
+            raise RuntimeError("This plan only re-judges stored scores; prepare() it to judge new images")
+        negs = list(negatives) if negatives is not None else [None] * len(images)
+        out: list[list[Verdict]] = [[] for _ in images]
+        for p in self._checks:
+            if p.validator is None:
+                return [[] for _ in images]
+            wanted = [i for i in range(len(images)) if prompts[i] is not None or not p.kind.needs_prompt]
+            scores: dict[int, dict[str, Any]] = {}
+            for start in range(0, len(wanted), batch):
+                chunk = wanted[start:start + batch]
+                got = p.validator.score_many([images[i] for i in chunk], [prompts[i] or "" for i in chunk],
+                                             [negs[i] for i in chunk])
+                scores.update(zip(chunk, (dict(s) for s in got)))
+            for i in range(len(images)):
+                if i in scores:
+                    out[i].append(self._verdict(p, scores[i]))
+                else:
+                    out[i].append(Verdict(p.check.validator, False, {"error": "no prompt"},
+                                          f"{p.check.validator} needs a prompt and this image has none"))
+        return out
 
     def rejudge(self, stored: Sequence[Mapping[str, Any] | Verdict] | Mapping[str, Any]) -> list[Verdict]:
         """Judge stored results by this plan's thresholds, without rendering or scoring.

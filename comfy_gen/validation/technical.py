@@ -17,7 +17,7 @@ score key                 what it measures           option       default (fails
 ``technical_noise``       Laplacian var / noise var  max_noise    > 0.6 (garbage, like noise)
 ``technical_nonfinite``   NaN/inf share (float img)  (always)     > 0 (invalid pixels)
 ``technical_duplicate_    Hamming distance of the    duplicates,  <= 5 bits of 64, only with
-distance``                dHash to the nearest       duplicate_   ``duplicates: true``
+distance``                pHash to the nearest       duplicate_   ``duplicates: true``
                           earlier passed image       distance
 ========================  =========================  ===========  ==========================
 
@@ -26,7 +26,7 @@ sub-check off. The scores are stored, so ``judge_scores`` re-judges stored
 images by today's options (docs/validation.md explains the numbers).
 
 Near-duplicates: a loaded instance (one per prepared plan, i.e. one run or one
-generate) remembers the dHash of every image that passed its other sub-checks;
+generate) remembers the pHash of every image that passed its other sub-checks;
 a new image within ``duplicate_distance`` bits of one of them fails. Under
 concurrency (the flow's batcher, parallel items) the hashes are compared and
 added under a lock, so of two duplicates exactly one is scored first and the
@@ -91,10 +91,11 @@ class TechnicalValidator(BaseValidator):
     description = "Black/NaN, blank, blurred, clipped, noise-like and near-duplicate images (no model, ~ms)"
     # On by default since it was added: results stored before then are not failed for it.
     missing_scores_pass = True
+    needs_prompt = False
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options = dict(options) if options is not None else default_options()
-        self._seen: list[tuple[int, str]] = []   # (dHash, label) of passed images
+        self._seen: list[tuple[int, str]] = []   # (pHash, label) of passed images
         self._lock = threading.Lock()
 
     # --- class hooks (the plan calls these) ---------------------------------------------
@@ -171,18 +172,18 @@ class TechnicalValidator(BaseValidator):
         """Set the nearest earlier distance; remember the image when it passes."""
         if not self.options.get("duplicates"):
             return
-        dhash = int(scores["technical_dhash"], 16)
+        phash_value = int(scores["technical_phash"], 16)
         with self._lock:
             nearest: tuple[int, str] | None = None
             for other, other_label in self._seen:
-                distance = (dhash ^ other).bit_count()
+                distance = (phash_value ^ other).bit_count()
                 if nearest is None or distance < nearest[0]:
                     nearest = (distance, other_label)
             if nearest is not None:
                 scores["technical_duplicate_distance"] = nearest[0]
                 scores["technical_duplicate_of"] = nearest[1]
             if not failed_checks(scores, self.options):
-                self._seen.append((dhash, label))
+                self._seen.append((phash_value, label))
 
 
 def _label(image: ImageInput) -> str:
@@ -258,7 +259,7 @@ def measure(image: ImageInput) -> dict[str, Any]:
     return {"technical_mean": round(mean, 3), "technical_std": round(std, 3),
             "technical_sharpness": None if sharpness is None else round(sharpness, 4), "technical_clipped": round(clipped, 5),
             "technical_noise": round(noise, 4), "technical_nonfinite": round(nonfinite, 6),
-            "technical_dhash": f"{dhash(grey):016x}", "technical_size": size}
+            "technical_phash": f"{phash(grey):016x}", "technical_size": size}
 
 
 def _open(image: ImageInput) -> "Image":
@@ -346,15 +347,26 @@ def _edge_sharpness(grey: "np.ndarray") -> float | None:
     return float(np.percentile(lap, 99)) / edge
 
 
-def dhash(grey: "np.ndarray") -> int:
-    """64-bit difference hash: a 9x8 grey thumbnail, one bit per horizontal neighbour
-    pair (left brighter than right). Robust to resizing, re-encoding and small edits."""
+_DCT: "np.ndarray | None" = None
+
+
+def phash(grey: "np.ndarray") -> int:
+    """64-bit perceptual hash (pHash): the 8x8 lowest frequencies of the DCT of a 32x32
+    grey thumbnail, one bit each for "above the median". Robust to resizing, re-encoding
+    and small edits; unlike a difference hash, smooth low-detail pictures (a sky
+    gradient) do not all collapse onto the same few hashes."""
     import numpy as np
     from PIL import Image
 
+    global _DCT
+    if _DCT is None:
+        n = np.arange(32)
+        _DCT = np.sqrt(2 / 32) * np.cos(np.pi * (2 * n[None, :] + 1) * n[:, None] / 64)
+        _DCT[0] /= np.sqrt(2)
     thumb = np.asarray(Image.fromarray(np.ascontiguousarray(grey, dtype=np.float32), "F")
-                       .resize((9, 8), Image.Resampling.BOX))
-    bits = (thumb[:, :-1] > thumb[:, 1:]).flatten()
+                       .resize((32, 32), Image.Resampling.BOX), dtype=np.float64)
+    low = (_DCT @ thumb @ _DCT.T)[:8, :8].flatten()
+    bits = low > np.median(low[1:])  # the DC term (overall brightness) left out of the median
     return int("".join("1" if b else "0" for b in bits), 2)
 
 

@@ -47,8 +47,8 @@ def test_a_good_picture_passes_and_reports_every_score(tmp_path):
     [verdict] = _judge(_save(_scene(), tmp_path / "good.png"))
     assert verdict.passed and verdict.reason == "Technical checks passed"
     assert set(verdict.scores) == {"technical_mean", "technical_std", "technical_sharpness", "technical_clipped",
-                                   "technical_noise", "technical_nonfinite", "technical_dhash", "technical_size"}
-    assert verdict.scores["technical_size"] == "512x512" and len(verdict.scores["technical_dhash"]) == 16
+                                   "technical_noise", "technical_nonfinite", "technical_phash", "technical_size"}
+    assert verdict.scores["technical_size"] == "512x512" and len(verdict.scores["technical_phash"]) == 16
 
 
 def test_broken_images_fail_with_a_reason_naming_the_number_and_threshold(tmp_path):
@@ -135,7 +135,7 @@ def test_near_duplicates_fail_against_images_passed_earlier_in_the_run(tmp_path)
     assert a.passed and c.passed and "technical_duplicate_distance" not in a.scores
     assert not b.passed and b.reason.startswith("Near-duplicate of item_a.png: hash distance ")
     assert b.scores["technical_duplicate_distance"] <= 5 and c.scores["technical_duplicate_distance"] > 5
-    assert hamming(a.scores["technical_dhash"], b.scores["technical_dhash"]) == b.scores["technical_duplicate_distance"]
+    assert hamming(a.scores["technical_phash"], b.scores["technical_phash"]) == b.scores["technical_duplicate_distance"]
     # Off by default: a matrix sweep over steps or cfg with one seed renders alike on purpose.
     assert all(v.passed for v in _judge(first, again))
 
