@@ -39,6 +39,8 @@ def public_link(path: str | Path | None, settings: "Settings | None") -> str | N
 
 def table_rows(results: Sequence[ItemResult], *, settings: "Settings | None" = None) -> list[dict[str, Any]]:
     """One row per item: verdict and score first (what a person scans), paths last."""
+    from comfy_gen.validation.report import checks_cell
+
     rows = []
     for r in results:
         scores = r.scores or {}
@@ -47,6 +49,8 @@ def table_rows(results: Sequence[ItemResult], *, settings: "Settings | None" = N
             "status": VERDICT_LABELS[r.verdict] + (" (stored earlier)" if r.cached else ""),
             "clip": None if positive is None else round(float(positive), 2),
             "delta": None if delta is None else round(float(delta), 2),
+            # Every check's verdict, failures with why: "technical ✓ clip ✗ (23.1 < 25)".
+            "checks": checks_cell(r.verdicts),
             "attempts": r.attempts,
             "labels": ", ".join(f"{k}={v}" for k, v in r.labels.items()),
             "prompt": (r.prompt or "")[:80], "seed": r.seed, "item": r.item_id,

@@ -103,6 +103,8 @@ def get_run(ctx: ApiContext, run_id: str) -> dict[str, Any]:
 
 
 def _items(ctx: ApiContext, path: Path) -> Iterator[dict[str, Any]]:
+    from comfy_gen.validation.report import checks_cell
+
     if not path.is_file():
         return
     with open(path, encoding="utf-8") as fh:
@@ -114,4 +116,5 @@ def _items(ctx: ApiContext, path: Path) -> Iterator[dict[str, Any]]:
             yield {"item_id": row.get("item_id"), "index": row.get("index"), "verdict": row.get("verdict"),
                    "source": row.get("source"), "prompt": row.get("prompt"), "seed": row.get("seed"),
                    "labels": row.get("labels") or {}, "scores": row.get("scores"), "attempts": row.get("attempts"),
-                   "error": row.get("error"), "image_url": file_link(ctx, row.get("file")), "url": row.get("url")}
+                   "error": row.get("error"), "image_url": file_link(ctx, row.get("file")), "url": row.get("url"),
+                   "checks": checks_cell(row.get("verdicts") or [])}

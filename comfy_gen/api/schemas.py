@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,6 +40,10 @@ class ValidationBody(Body):
     enabled: bool = False
     positive_threshold: float | None = Field(None, ge=0.0, le=100.0)
     delta_threshold: float | None = Field(None, ge=-100.0, le=100.0)
+    checks: list[str | dict[str, Any]] | None = Field(
+        None, max_length=16, description="Validators to run (implies enabled): names or {name, threshold, "
+                                         "...options}; see docs/validation.md")
+    technical: bool = Field(True, description="The model-free technical checks join any validation")
 
 
 class GenerateBody(Body):

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "generate": ("comfy_gen.cli.generate_cmd", "generate", "Render one image (validation, retries, upload)."),
     "reproduce": ("comfy_gen.cli.generate_cmd", "reproduce", "Re-render an image from its embedded metadata."),
     "metadata": ("comfy_gen.cli.metadata_cmd", "metadata", "Show metadata embedded in an image."),
+    "validate": ("comfy_gen.cli.validate_cmd", "validate", "Run checks (technical, clip, ...) on images on disk."),
     "models": ("comfy_gen.cli.ops_cmd", "models", "List models (checkpoints, LoRAs, ...) on the server."),
     "queue": ("comfy_gen.cli.ops_cmd", "queue", "List running and pending jobs."),
     "cancel": ("comfy_gen.cli.ops_cmd", "cancel", "Cancel a job by id, or all of ours."),

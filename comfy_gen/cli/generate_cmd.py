@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from comfy_gen.comfyui.events import Event
     from comfy_gen.params import GenerationParams, LoraSpec
     from comfy_gen.presets import ValidationDefaults
-    from comfy_gen.service import GenerateRequest, GenerateResult
+    from comfy_gen.service import GenerateRequest, GenerateResult, ValidationOptions
 
 #: Options that map one to one onto GenerationParams fields.
 PARAM_OPTIONS = ("steps", "cfg", "seed", "width", "height", "sampler", "scheduler", "denoise", "checkpoint")
@@ -197,10 +197,10 @@ def build_request(opts: Mapping[str, Any], *, workflow: str | Mapping[str, Any],
         validate = True  # a threshold on the command line asks for validation
     return GenerateRequest(
         workflow=workflow, workflow_name=workflow_name, params=params, input_image=_input_image(opts),
-        validation=ValidationOptions(
+        validation=check_flags(opts, ValidationOptions(
             enabled=bool(_pick({"validate": validate}, preset, "validate", defaults.enabled)),
             positive_threshold=_pick(opts, preset, "positive_threshold", defaults.threshold),
-            delta_threshold=_pick(opts, preset, "delta_threshold", None)),
+            delta_threshold=_pick(opts, preset, "delta_threshold", None))),
         retry_strategy=_pick(opts, preset, "retry_strategy", "progressive"),
         max_attempts=int(_pick(opts, preset, "max_attempts", defaults.attempts)),
         output=opts.get("output"), upload=bool(opts.get("upload")), metadata=not opts.get("no_metadata"),
@@ -208,6 +208,41 @@ def build_request(opts: Mapping[str, Any], *, workflow: str | Mapping[str, Any],
         organization=Organization(opts.get("project"), opts.get("batch_id"), opts.get("tags")),
         preset=preset_name, timeout=opts.get("timeout"), dry_run=bool(opts.get("dry_run")),
         url=opts.get("url"), paths="trusted")
+
+
+def check_flags(opts: Mapping[str, Any], validation: "ValidationOptions") -> "ValidationOptions":
+    """``--checks`` and ``--technical-checks/--no-technical-checks`` applied to the
+    validation options. ``--checks`` names the validators (and implies --validate);
+    the technical checks join any validation unless ``--no-technical-checks``;
+    ``--technical-checks`` alone validates with them only (no CLIP)."""
+    import dataclasses
+
+    from comfy_gen.cli.validate_cmd import parse_check_list
+
+    technical = opts.get("technical_checks")
+    if opts.get("checks"):
+        validation = dataclasses.replace(validation, enabled=True,
+                                         checks=tuple(parse_check_list(opts["checks"])))
+    elif technical and not validation.enabled:
+        validation = dataclasses.replace(validation, enabled=True, checks=("technical",))
+    if technical is not None:
+        validation = dataclasses.replace(validation, technical=bool(technical))
+    return validation
+
+
+def _checks_options(fn: Any) -> Any:
+    """The validation-checks flags (docs/validation.md), kept together."""
+    options = [
+        click.option("--checks", default=None, metavar="LIST",
+                     help="Checks to run, comma-separated (technical,clip,...; comfy-gen validate "
+                          "--list-checks). Implies --validate."),
+        click.option("--technical-checks/--no-technical-checks", default=None,
+                     help="The model-free technical checks (black, blank, blurred, clipped images): on "
+                          "whenever validating; alone, they validate without CLIP."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
 
 
 def _input_image(opts: Mapping[str, Any]) -> Any:
@@ -343,6 +378,7 @@ def _video_options(fn: Any) -> Any:
 @click.option("--preset", default=None, help="Named preset (comfy_gen/presets.yaml or COMFY_GEN_PRESETS_FILE).")
 @_seed_options
 @_video_options
+@_checks_options
 @_common_options
 def generate(**opts: Any) -> int:
     """Render one image, optionally CLIP-validated with retries, stored locally (and uploaded)."""
@@ -379,6 +415,7 @@ def generate(**opts: Any) -> int:
 
 @click.command("reproduce")
 @click.argument("image", type=click.Path(exists=True, dir_okay=False))
+@_checks_options
 @_common_options
 def reproduce(image: str, **opts: Any) -> int:
     """Re-render IMAGE from its metadata: same workflow, parameters and seed.

@@ -44,6 +44,14 @@ def _size(value: Any) -> str:
     return f"{len(value)} nodes" if isinstance(value, dict) else f"{len(str(value))} characters"
 
 
+def _checks(val: dict[str, Any]) -> str:
+    """Each check's verdict (``technical ✓ clip ✗ (23.1 < 25)``); older sidecars: the CLIP score."""
+    from comfy_gen.validation.report import checks_cell
+
+    verdicts = val.get("verdicts")
+    return checks_cell(verdicts) if verdicts else f"clip {val.get('positive_score')}"
+
+
 def _summary(meta: dict[str, Any]) -> list[tuple[str, Any]]:
     wf, ref = meta.get("workflow") or {}, meta.get("refinement") or {}
     store, org = meta.get("storage") or {}, meta.get("organization") or {}
@@ -54,7 +62,7 @@ def _summary(meta: dict[str, Any]) -> list[tuple[str, Any]]:
         ("Generation", meta.get("generation_id")), ("Created", meta.get("timestamp")),
         ("Workflow", wf.get("name")), ("Recipe", cg.get("recipe")), ("Item", cg.get("item_id")),
         ("Validation", None if not val else f"{'passed' if val.get('passed') else 'failed'}"
-                                            f" (clip {val.get('positive_score')})"),
+                                            f" ({_checks(val)})"),
         ("Attempt", attempt), ("Strategy", ref.get("strategy")), ("Status", ref.get("final_status")),
         ("URL", store.get("url")), ("Project", org.get("project")), ("Tags", tags),
     ]

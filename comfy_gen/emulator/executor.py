@@ -96,6 +96,7 @@ class _Run:
         self.hold_checked = False  # a job is held at most once, at its first sampler
         # RunContext fields for the node evaluators.
         self.input_dir, self.output_dir, self.temp_dir = executor.input_dir, executor.output_dir, executor.temp_dir
+        self.faults = executor.faults
         pnginfo = item.extra_data.get("extra_pnginfo")
         self.text_chunks: dict[str, Any] = {"prompt": self.prompt}
         if isinstance(pnginfo, dict):

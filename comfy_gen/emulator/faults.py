@@ -6,7 +6,8 @@ import random
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-_FIELDS = ("http_5xx_rate", "http_5xx_next", "ws_drop_after", "error_node_class", "step_time", "seed")
+_FIELDS = ("http_5xx_rate", "http_5xx_next", "ws_drop_after", "error_node_class", "step_time", "seed",
+           "black_images_next")
 
 
 @dataclass
@@ -19,6 +20,8 @@ class Faults:
     - ``ws_drop_after``: each socket is cut (no close frame) after N messages.
     - ``error_node_class``: nodes of this class fail at run time (execution_error).
     - ``step_time``: seconds per sampler step; ``None`` uses the emulator default.
+    - ``black_images_next``: the next N saved images are all black, as a VAE that
+      overflowed in fp16 writes them (the technical checks catch these).
     The ``/_emulator/*`` control routes are never faulted.
     """
 
@@ -28,6 +31,7 @@ class Faults:
     error_node_class: str | None = None
     step_time: float | None = None
     seed: int = 0
+    black_images_next: int = 0
     _rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)
     _served_next: int = field(default=0, repr=False)
 
@@ -55,6 +59,13 @@ class Faults:
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
 
+    def take_black_image(self) -> bool:
+        """True (and one fewer to go) when the next saved image should be black."""
+        if self.black_images_next > 0:
+            self.black_images_next -= 1
+            return True
+        return False
+
     def http_status(self) -> int | None:
         """The 5xx status this request should get, or None to serve it normally."""
         if self.http_5xx_next > 0:
@@ -74,7 +85,7 @@ def _coerce(key: str, value: Any) -> Any:
         if not 0.0 <= rate <= 1.0:
             raise ValueError("http_5xx_rate must be within 0..1")
         return rate
-    if key in ("http_5xx_next", "seed", "ws_drop_after"):
+    if key in ("http_5xx_next", "seed", "ws_drop_after", "black_images_next"):
         return int(value)
     if key == "step_time":
         return max(0.0, float(value))

@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from PIL import Image, UnidentifiedImageError
 
+from comfy_gen.emulator.faults import Faults
 from comfy_gen.emulator.render import Picture, SaveError, render, save_batch, save_image_path
 
 
@@ -60,6 +61,7 @@ class RunContext(Protocol):
     output_dir: Path
     temp_dir: Path
     text_chunks: dict[str, Any]
+    faults: Faults
 
     async def sample(self, steps: int, latent: Latent) -> None: ...
 
@@ -297,6 +299,8 @@ async def _preview_image(ctx: RunContext, inputs: dict[str, Any]) -> NodeResult:
 
 async def _save(ctx: RunContext, inputs: dict[str, Any], prefix: str, root: Path, kind: str) -> NodeResult:
     pictures = _pictures(inputs.get("images"))
+    if kind == "output":
+        pictures = [replace(p, black=True) if ctx.faults.take_black_image() else p for p in pictures]
     try:
         entries = await asyncio.to_thread(save_batch, pictures, prefix, root, kind, ctx.text_chunks)
     except SaveError as exc:

@@ -46,6 +46,7 @@ class Picture:
     base: Image.Image | None = None  # the input image of an img2img job
     frame: int = 0                   # video frame: the shapes drift a little each frame
     alpha: Image.Image | None = None  # "L" mask of an RGBA result (JoinImageWithAlpha)
+    black: bool = False              # faults.black_images_next: a VAE overflow's all-black image
 
 
 def _palette(text: str) -> list[tuple[int, int, int]]:
@@ -62,13 +63,29 @@ def _palette(text: str) -> list[tuple[int, int, int]]:
     return colours
 
 
+def _luma(colour: tuple[int, int, int]) -> float:
+    return 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
+
+
+def _contrasting(top: tuple[int, int, int], bottom: tuple[int, int, int]) -> tuple[int, int, int]:
+    """``bottom``, lightened or darkened when it is too close to ``top`` ("a black cat at
+    night" would otherwise be a near-uniform dark field, which no real render is)."""
+    gap = _luma(bottom) - _luma(top)
+    if abs(gap) >= 48:
+        return bottom
+    shift = 96 if _luma(top) < 128 else -96
+    return tuple(max(0, min(255, c + shift)) for c in bottom)  # type: ignore[return-value]
+
+
 def render(picture: Picture) -> Image.Image:
     """Draw the picture (RGB) at its final size."""
     width, height = max(1, picture.width), max(1, picture.height)
+    if picture.black:
+        return Image.new("RGB", (width, height))
     scale = min(1.0, _DRAW_MAX / max(width, height))
     w, h = max(8, int(width * scale)), max(8, int(height * scale))
     colours = _palette(picture.text)
-    top, bottom = colours[0], colours[1]
+    top, bottom = colours[0], _contrasting(colours[0], colours[1])
     rng = random.Random(f"{picture.seed}|{picture.index}|{picture.text}")
     img = Image.new("RGB", (w, h))
     draw = ImageDraw.Draw(img)
@@ -86,7 +103,9 @@ def render(picture: Picture) -> Image.Image:
             draw.ellipse(box, fill=colour)
         else:
             draw.rectangle(box, fill=colour)
-    img = img.filter(ImageFilter.GaussianBlur(radius=max(0.5, min(w, h) / 96)))
+    # Soft edges, but not a heavy blur: the technical checks (comfy_gen.validation.technical)
+    # must see an image-like picture, as a real render would be.
+    img = img.filter(ImageFilter.GaussianBlur(radius=max(0.5, min(w, h) / 384)))
     if (w, h) != (width, height):
         img = img.resize((width, height), Image.Resampling.BICUBIC)
     if picture.base is not None:

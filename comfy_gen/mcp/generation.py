@@ -84,6 +84,10 @@ def register(app: "App") -> None:
         max_attempts: Annotated[int, Field(description="Attempts when validation fails.", ge=1, le=20)] = 3,
         upload: Annotated[bool | None, Field(description="Upload to object storage; null: when storage "
                                                          "is configured.")] = None,
+        checks: Annotated[list[str | dict[str, Any]] | None, Field(
+            description="Validators to run (implies validate): names such as technical, clip, or "
+                        "{name, threshold, ...options}; the technical checks join any validation.",
+            max_length=16)] = None,
         transparent: Annotated[bool, Field(description="Remove the background: the subject is cut out with "
                                                        "segment-anything and kept as an RGBA PNG (the ComfyUI "
                                                        "server needs the comfyui_segment_anything nodes).")
@@ -112,7 +116,7 @@ def register(app: "App") -> None:
                                                      names=("transparent", "transparent_subject")))
         request = _request(app, chosen, params, preset=preset, validate=validate,
                            positive_threshold=positive_threshold, retry_strategy=retry_strategy,
-                           max_attempts=max_attempts, upload=upload, output_path=output_path)
+                           max_attempts=max_attempts, upload=upload, output_path=output_path, checks=checks)
         return await generate_with_progress(app, ctx, request, json_progress)
 
     @mcp.tool()
@@ -291,17 +295,20 @@ def video_workflow(app: "App", names: tuple[str, ...], *, what: str) -> str:
 def _request(app: Any, workflow: str, params: GenerationParams, *, input_image: str | None = None,
              preset: str | None = None, validate: bool | None = None, positive_threshold: float | None = None,
              retry_strategy: str = "progressive", max_attempts: int = 3, upload: bool | None = None,
-             output_path: str | None = None, dry_run: bool = False, timeout: float | None = None) -> Any:
+             output_path: str | None = None, dry_run: bool = False, timeout: float | None = None,
+             checks: list[Any] | None = None) -> Any:
     from comfy_gen.presets import get_preset
     from comfy_gen.service import GenerateRequest, InputImage, ValidationOptions
+    from comfy_gen.validation.plan import checked_specs
 
     values = get_preset(preset, app.settings.presets_file) if preset else {}
+    specs = checked_specs(checks, field="checks")
     if validate is None:
-        validate = positive_threshold is not None or bool(values.get("validate"))
+        validate = positive_threshold is not None or bool(specs) or bool(values.get("validate"))
     threshold = positive_threshold if positive_threshold is not None else values.get("positive_threshold")
     return GenerateRequest(
         workflow=workflow, params=params, input_image=InputImage(input_image) if input_image else None,
-        validation=ValidationOptions(enabled=validate, positive_threshold=threshold),
+        validation=ValidationOptions(enabled=validate, positive_threshold=threshold, checks=specs),
         retry_strategy=retry_strategy, max_attempts=max_attempts, output=output_path,
         upload=app.settings.storage_configured if upload is None else upload, preset=preset,
         dry_run=dry_run, timeout=timeout, paths="confined")

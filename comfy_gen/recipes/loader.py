@@ -215,7 +215,8 @@ def _build(data: dict[str, Any], sections: Sections, doc: YamlDoc, *, path: Path
             delta_threshold=(float(validation["delta_threshold"])
                              if validation.get("delta_threshold") is not None else None),
             allow_skip=bool(validation.get("allow_skip", False)),
-            checks=tuple(validation.get("checks") or ())),
+            checks=tuple(validation.get("checks") or ()),
+            technical=None if validation.get("technical") is None else bool(validation["technical"])),
         refinement=RefinementConfig(
             strategy=str(refinement.get("strategy", RefinementConfig.strategy)),
             max_attempts=int(refinement.get("max_attempts", RefinementConfig.max_attempts))),

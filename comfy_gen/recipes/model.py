@@ -52,13 +52,18 @@ class ValidationConfig:
     #: Several validators (``validation.checks``): names or ``{name, threshold, ...options}``
     #: mappings as ``comfy_gen.validation.plan.build_checks`` takes them; empty = ``validator`` alone.
     checks: tuple[Any, ...] = ()
+    #: The technical checks (``validation.technical``): None = on when ``enabled``,
+    #: True = on even without CLIP, False = off (comfy_gen.validation.plan.with_technical).
+    technical: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = {"enabled": self.enabled, "validator": self.validator,
-                "positive_threshold": self.positive_threshold,
-                "delta_threshold": self.delta_threshold, "allow_skip": self.allow_skip}
+        data: dict[str, Any] = {"enabled": self.enabled, "validator": self.validator,
+                                "positive_threshold": self.positive_threshold,
+                                "delta_threshold": self.delta_threshold, "allow_skip": self.allow_skip}
         if self.checks:  # absent when unused, so older item hashes stay the same
             data["checks"] = [dict(c) if isinstance(c, Mapping) else c for c in self.checks]
+        if self.technical is not None:
+            data["technical"] = self.technical
         return data
 
     @classmethod
@@ -71,7 +76,8 @@ class ValidationConfig:
                    positive_threshold=float(data.get("positive_threshold", cls.positive_threshold)),
                    delta_threshold=None if delta is None else float(delta),
                    allow_skip=bool(data.get("allow_skip", cls.allow_skip)),
-                   checks=tuple(data.get("checks") or ()))
+                   checks=tuple(data.get("checks") or ()),
+                   technical=None if data.get("technical") is None else bool(data["technical"]))
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,8 @@ def _validation(request: GenerateRequest, settings: Settings,
         return None
     threshold, delta = options.positive_threshold, options.delta_threshold
     plan = ValidationPlan.from_options(validate=True, positive_threshold=threshold, delta_threshold=delta,
-                                       checks=options.checks, allow_skip=options.allow_skip)
+                                       checks=options.checks, allow_skip=options.allow_skip,
+                                       technical=options.technical)
     prepared = plan.prepare(settings)
     for warning in prepared.warnings:
         warn(warning)

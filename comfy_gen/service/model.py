@@ -89,6 +89,9 @@ class ValidationOptions:
     checks: tuple[Any, ...] = ()
     #: Keep images unvalidated, loudly, when a validator cannot be loaded.
     allow_skip: bool = False
+    #: Append the model-free technical check (black, blank, blurred ... images) when
+    #: validating and ``checks`` do not list it; False = only what is listed.
+    technical: bool = True
 
 
 @dataclass(frozen=True)

@@ -202,6 +202,15 @@ class BaseValidator:
     name: str = "validator"
     #: How reasons name the score ("Low positive CLIP score: ...").
     label: str = "validator"
+    #: One line for ``comfy-gen validate --list-checks``.
+    description: str = ""
+    #: Re-judging a stored result that has no scores of this validator: False = it
+    #: fails (the validator never saw the image); True = it passes as "not checked",
+    #: for checks turned on by default after images were stored (technical).
+    missing_scores_pass: bool = False
+    #: Whether scoring reads the prompt (``comfy-gen validate`` fails such a check for
+    #: an image without one, instead of scoring it against an empty text).
+    needs_prompt: bool = True
 
     @classmethod
     def load(cls, settings: "Settings", options: Mapping[str, Any] | None = None) -> "Validator":
@@ -279,6 +288,7 @@ def unregister_validator(name: str) -> None:
 def _load_builtins() -> None:
     # Importing the module registers "clip"; it is cheap (torch is imported on first use).
     import comfy_gen.validation.clip  # noqa: F401
+    import comfy_gen.validation.technical  # noqa: F401  (numpy and PIL on first use)
 
 
 def list_validators() -> list[str]:

@@ -256,6 +256,7 @@ class ImageValidator(BaseValidator):
 
     name = "clip"
     label = "CLIP"
+    description = "Prompt adherence: CLIP image-text similarity (0-100), with an optional negative-prompt margin"
 
     @classmethod
     def load(cls, settings: "Settings", options: Mapping[str, Any] | None = None) -> "ImageValidator":

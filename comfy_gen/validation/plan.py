@@ -45,6 +45,21 @@ log = logging.getLogger(__name__)
 
 #: The validator a recipe or request gets when it names none.
 DEFAULT_VALIDATOR = "clip"
+#: The model-free checks every validating recipe and request gets (comfy_gen.validation.technical).
+TECHNICAL = "technical"
+
+
+def _spec_name(spec: Any) -> Any:
+    return spec.get("name", spec.get("validator")) if isinstance(spec, Mapping) else spec
+
+
+def with_technical(specs: Sequence[Any], technical: bool) -> list[Any]:
+    """``specs`` with the technical check appended when ``technical`` and not already
+    listed (a listed one keeps its options). The one rule for "on by default"."""
+    specs = list(specs)
+    if technical and not any(_spec_name(s) == TECHNICAL for s in specs):
+        specs.append(TECHNICAL)
+    return specs
 
 
 @dataclass(frozen=True)
@@ -193,6 +208,21 @@ def build_checks(specs: Sequence[str | Mapping[str, Any]], *, default: Threshold
     return tuple(checks)
 
 
+def checked_specs(specs: Sequence[Any] | None, *, field: str) -> tuple[Any, ...]:
+    """Check specs that arrived in a request (API body, MCP argument) now, before
+    any job exists: UsageError naming ``field`` (``validation.checks[1]: ...``)."""
+    if not specs:
+        return ()
+    if not isinstance(specs, (list, tuple)):
+        raise UsageError(f"{field}: expected a list of validator names or {{name, ...}} objects")
+    try:
+        build_checks(list(specs))
+    except UsageError as exc:
+        message = exc.message[len("checks"):] if exc.message.startswith("checks") else f": {exc.message}"
+        raise UsageError(f"{field}{message}") from None
+    return tuple(dict(s) if isinstance(s, Mapping) else s for s in specs)
+
+
 @dataclass(frozen=True)
 class ValidationPlan:
     """Which validators judge each image, and whether a validator that cannot be
@@ -209,9 +239,11 @@ class ValidationPlan:
     def from_config(cls, config: "ValidationConfig") -> "ValidationPlan":
         """The plan of a recipe's ``validation`` section (UsageError for an unknown validator)."""
         if not config.enabled:
-            return cls(allow_skip=config.allow_skip)
+            # ``technical: true`` validates without CLIP: the technical checks alone.
+            checks = build_checks([TECHNICAL]) if config.technical else ()
+            return cls(checks=checks, allow_skip=config.allow_skip)
         section = Thresholds(config.positive_threshold, config.delta_threshold)
-        specs = list(config.checks) or [config.validator]
+        specs = with_technical(list(config.checks) or [config.validator], config.technical is not False)
         return cls(checks=build_checks(specs, default=section, default_validator=config.validator),
                    allow_skip=config.allow_skip)
 
@@ -226,14 +258,17 @@ class ValidationPlan:
     def from_options(cls, *, validate: bool, positive_threshold: float | None = None,
                      delta_threshold: float | None = None, validator: str = DEFAULT_VALIDATOR,
                      allow_skip: bool = False,
-                     checks: Sequence[str | Mapping[str, Any]] = ()) -> "ValidationPlan":
+                     checks: Sequence[str | Mapping[str, Any]] = (),
+                     technical: bool = False) -> "ValidationPlan":
         """The plan of a single generate request (positive None = the validator's
         default). ``checks`` (specs as ``build_checks`` takes them) replace the
-        single ``validator``; the thresholds given apply to its check."""
+        single ``validator``; the thresholds given apply to its check. ``technical``
+        appends the technical check when not listed (the service's default)."""
         if not validate:
             return cls(allow_skip=allow_skip)
         default = Thresholds(positive_threshold, delta_threshold)
-        return cls(checks=build_checks(list(checks) or [validator], default=default, default_validator=validator),
+        specs = with_technical(list(checks) or [validator], technical)
+        return cls(checks=build_checks(specs, default=default, default_validator=validator),
                    allow_skip=allow_skip)
 
     def to_dict(self) -> dict[str, Any]:
@@ -346,6 +381,33 @@ class PreparedPlan:
             verdicts.append(self._verdict(p, score))
         return verdicts
 
+    def judge_many(self, images: Sequence[ImageInput], prompts: Sequence[str | None],
+                   negatives: Sequence[str | None] | None = None, *, batch: int = 32) -> list[list[Verdict]]:
+        """``judge`` for many images, each validator scoring them in batches (what
+        ``comfy-gen validate`` uses). An image whose prompt is None fails the checks
+        that need one (``needs_prompt``) with that reason; the others still run."""
+        if not self.loaded:
+            raise RuntimeError("This plan only re-judges stored scores; prepare() it to judge new images")
+        negs = list(negatives) if negatives is not None else [None] * len(images)
+        out: list[list[Verdict]] = [[] for _ in images]
+        for p in self._checks:
+            if p.validator is None:
+                return [[] for _ in images]
+            wanted = [i for i in range(len(images)) if prompts[i] is not None or not p.kind.needs_prompt]
+            scores: dict[int, dict[str, Any]] = {}
+            for start in range(0, len(wanted), batch):
+                chunk = wanted[start:start + batch]
+                got = p.validator.score_many([images[i] for i in chunk], [prompts[i] or "" for i in chunk],
+                                             [negs[i] for i in chunk])
+                scores.update(zip(chunk, (dict(s) for s in got)))
+            for i in range(len(images)):
+                if i in scores:
+                    out[i].append(self._verdict(p, scores[i]))
+                else:
+                    out[i].append(Verdict(p.check.validator, False, {"error": "no prompt"},
+                                          f"{p.check.validator} needs a prompt and this image has none"))
+        return out
+
     def rejudge(self, stored: Sequence[Mapping[str, Any] | Verdict] | Mapping[str, Any]) -> list[Verdict]:
         """Judge stored results by this plan's thresholds, without rendering or scoring.
 
@@ -366,7 +428,10 @@ class PreparedPlan:
         verdicts = []
         for p in self._checks:
             scores = flat if flat is not None else by_name.get(p.check.validator)
-            if scores is None:
+            if scores is None and p.kind.missing_scores_pass:
+                verdicts.append(Verdict(p.check.validator, True, {},
+                                        f"Not checked: stored before {p.check.validator} checks"))
+            elif scores is None:
                 verdicts.append(Verdict(p.check.validator, False, {},
                                         f"No stored {p.check.validator} scores for this image"))
             else:

@@ -159,8 +159,9 @@ def test_a_recipe_lists_checks_and_a_bad_one_names_its_field(validators, tmp_pat
         """))
     recipe = load_recipe(good)
     plan = ValidationPlan.from_config(recipe.validation)
-    assert [(c.validator, c.thresholds.positive, c.opts) for c in plan.checks] == [
+    assert [(c.validator, c.thresholds.positive, c.opts) for c in plan.checks][:2] == [
         ("const", 40.0, {}), ("floor", None, {"floor": 20.0})]
+    assert plan.checks[2].validator == "technical"  # on by default (validation.technical)
     # The serialised section (what a RecipeItem carries) builds the same plan.
     assert ValidationPlan.from_dict(recipe.validation.to_dict()) == plan
     assert "checks" not in ValidationConfig().to_dict()

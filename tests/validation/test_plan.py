@@ -81,11 +81,13 @@ def test_from_config_follows_the_recipe_section():
     config = ValidationConfig(enabled=True, positive_threshold=30.0, delta_threshold=2.0, allow_skip=True)
     plan = ValidationPlan.from_config(config)
     assert plan.enabled and plan.allow_skip
-    assert plan.checks == (Check("clip", Thresholds(30.0, 2.0)),)
+    # The technical checks come with every validating recipe (validation.technical).
+    assert [c.validator for c in plan.checks] == ["clip", "technical"]
+    assert plan.checks[0] == Check("clip", Thresholds(30.0, 2.0))
     # A serialised section (what RecipeItem carries) gives the same plan.
     assert ValidationPlan.from_dict(config.to_dict()) == plan
-    assert plan.to_dict() == {"checks": [{"validator": "clip", "positive_threshold": 30.0, "delta_threshold": 2.0}],
-                              "allow_skip": True}
+    assert plan.to_dict()["checks"][0] == {"validator": "clip", "positive_threshold": 30.0, "delta_threshold": 2.0}
+    assert plan.to_dict()["allow_skip"] is True
 
 
 def test_from_options_for_a_single_request():
@@ -131,7 +133,7 @@ def test_recipe_with_unknown_validator_fails_at_load_with_file_and_line(tmp_path
     with pytest.raises(RecipeError) as info:
         load_recipe(path, settings=Settings(workflows_dir=REPO / "workflows"))
     assert [str(p) for p in info.value.problems] == [
-        f"{path}:6: $.validation.validator: unknown validator 'nope' (available: clip)"]
+        f"{path}:6: $.validation.validator: unknown validator 'nope' (available: clip, technical)"]
 
 
 def test_recipe_names_a_registered_validator(tmp_path, brightness):

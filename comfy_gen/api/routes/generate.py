@@ -77,15 +77,24 @@ def build_request(body: GenerateBody, ctx: ApiContext, tier: str) -> tuple[Any, 
         input_image = InputImage(ref=ref)
     request = GenerateRequest(
         workflow=workflow, params=params, input_image=input_image,
-        validation=ValidationOptions(enabled=body.validation.enabled,
-                                     positive_threshold=body.validation.positive_threshold,
-                                     delta_threshold=body.validation.delta_threshold),
+        validation=_validation(body),
         retry_strategy=body.retry_strategy, max_attempts=body.max_attempts, upload=body.upload,
         organization=Organization(project="api"), paths="confined",
         # The job id is the catalog id: one id to poll, fetch the image and mark a favorite.
         generation_id=new_job_id(), recipe_hash=meta["recipe_hash"], categories=tuple(meta["categories"]))
     meta["workflow"] = workflow
     return request, meta
+
+
+def _validation(body: GenerateBody) -> Any:
+    """The body's validation options; ``validation.checks`` checked now (400 naming the field)."""
+    from comfy_gen.service import ValidationOptions
+    from comfy_gen.validation.plan import checked_specs
+
+    v = body.validation
+    checks = checked_specs(v.checks, field="validation.checks")
+    return ValidationOptions(enabled=v.enabled or bool(checks), positive_threshold=v.positive_threshold,
+                             delta_threshold=v.delta_threshold, checks=checks, technical=v.technical)
 
 
 def job_view(ctx: ApiContext, snap: dict[str, Any]) -> dict[str, Any]:

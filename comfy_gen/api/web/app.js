@@ -293,7 +293,8 @@ async function loadRuns(runId) {
     const items = el("div", { class: "grid" });
     for (const item of run.item_results || []) {
       items.append(el("div", { class: "card" }, item.image_url ? image(item.image_url, item.prompt || "") : "",
-        el("div", {}, `${item.verdict}: ${item.prompt || ""} (seed ${item.seed})`)));
+        el("div", {}, `${item.verdict}: ${item.prompt || ""} (seed ${item.seed})`),
+        item.checks ? el("div", { class: "muted" }, item.checks) : ""));
     }
     detail.append(items);
   }
