@@ -64,7 +64,9 @@ def item_id(workflow: str, params: GenerationParams, enhance: EnhanceOptions | N
     ``enhance`` section when enabled: an enhanced item renders another prompt)."""
     data: dict[str, Any] = {"workflow": workflow, "params": params.to_dict()}
     if enhance is not None and enhance.enabled:
-        data["enhance"] = enhance.to_dict()
+        from comfy_gen.enhance.styles import check_style
+
+        data["enhance"] = {"style": check_style(enhance.style)}  # no style = the default one
     return digest(data, ID_HEX)
 
 
