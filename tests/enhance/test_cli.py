@@ -110,3 +110,27 @@ def test_prompt_enhance_retries_ask_the_enhancer_for_more_detail(
                        f"{PROMPT}, highly detailed textures, volumetric light, intricate composition"]
     assert use_chat_server.chats == 2
     assert meta["input"]["original_prompt"] == PROMPT
+
+
+def test_root_generate_script_has_the_flags(emu: Emulator, use_backend, use_chat_server: ChatServer,
+                                            tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    sys.path.insert(0, str(REPO_ROOT))
+    try:
+        import generate as root_script
+    finally:
+        sys.path.remove(str(REPO_ROOT))
+    root_script._help()
+    shown = capsys.readouterr().out
+    assert "--enhance-prompt" in shown and "--enhance-style STYLE" in shown
+    use_backend(emu.url)
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "generate.py"), "--workflow", TINY, "--prompt", PROMPT,
+                           "--enhance-prompt", "--output", "root.png"], capture_output=True, text=True,
+                          timeout=180, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((tmp_path / "root.png.json").read_text())
+    assert meta["input"]["original_prompt"] == PROMPT and meta["input"]["enhancement"]["status"] == "enhanced"
