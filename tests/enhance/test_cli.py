@@ -134,3 +134,19 @@ def test_root_generate_script_has_the_flags(emu: Emulator, use_backend, use_chat
     assert proc.returncode == 0, proc.stderr
     meta = json.loads((tmp_path / "root.png.json").read_text())
     assert meta["input"]["original_prompt"] == PROMPT and meta["input"]["enhancement"]["status"] == "enhanced"
+
+
+def test_api_body_maps_onto_the_service_request() -> None:
+    from comfy_gen.api.routes.generate import build_request
+    from comfy_gen.api.schemas import GenerateBody
+    from comfy_gen.errors import UsageError
+
+    def request(**enhance: object):  # type: ignore[no-untyped-def]
+        body = GenerateBody(prompt=PROMPT, workflow=TINY, enhance=enhance)
+        return build_request(body, None, "general")[0]  # type: ignore[arg-type]
+
+    assert request().enhance.enabled is False
+    assert request(style="minimal").enhance.to_dict() == {"enabled": True, "style": "minimal"}
+    assert request(enabled=True).enhance.to_dict() == {"enabled": True, "style": None}
+    with pytest.raises(UsageError, match="known styles"):
+        request(style="baroque")

@@ -80,12 +80,23 @@ def build_request(body: GenerateBody, ctx: ApiContext, tier: str) -> tuple[Any, 
         validation=ValidationOptions(enabled=body.validation.enabled,
                                      positive_threshold=body.validation.positive_threshold,
                                      delta_threshold=body.validation.delta_threshold),
+        enhance=_enhance(body),
         retry_strategy=body.retry_strategy, max_attempts=body.max_attempts, upload=body.upload,
         organization=Organization(project="api"), paths="confined",
         # The job id is the catalog id: one id to poll, fetch the image and mark a favorite.
         generation_id=new_job_id(), recipe_hash=meta["recipe_hash"], categories=tuple(meta["categories"]))
     meta["workflow"] = workflow
     return request, meta
+
+
+def _enhance(body: GenerateBody) -> Any:
+    """The body's ``enhance`` (a style implies enabled; an unknown style is a 400 naming the known ones)."""
+    from comfy_gen.enhance import EnhanceOptions, check_style
+
+    style = body.enhance.style
+    if not (body.enhance.enabled or style):
+        return EnhanceOptions()
+    return EnhanceOptions(enabled=True, style=check_style(style) if style else None)
 
 
 def job_view(ctx: ApiContext, snap: dict[str, Any]) -> dict[str, Any]:
