@@ -51,6 +51,7 @@ from comfy_gen.storage import LocalStore, sidecar_path
 from comfy_gen.validation.plan import PreparedPlan
 
 if TYPE_CHECKING:  # pragma: no cover
+    from comfy_gen.enhance import Enhanced, Enhancer
     from comfy_gen.recipes import Recipe, RecipeItem
     from comfy_gen.storage import Outbox, Storage
 
@@ -75,6 +76,7 @@ class BatchRun:
     layout: tuple[str | None, str | None] = (None, None)   # contact-sheet rows/cols axes
     cancelled: threading.Event = field(default_factory=threading.Event)
     stage: StageRunner = direct_stage   # how each item's stages run (the flow: nested task runs)
+    enhancer: "Enhancer | None" = None   # set by preflight when the items ask for prompt enhancement
     backends: BackendPool = field(init=False)
     _outstanding: dict[str, str] = field(default_factory=dict)   # prompt id -> backend
     _workflows: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -223,14 +225,21 @@ def resolve_item(run: BatchRun, item: "RecipeItem") -> tuple["RecipeItem", str]:
         # Fix the seed from the item id so the job key names exactly what is rendered.
         item = dataclasses.replace(item, params=item.params.replace(
             seed=resolve_seed(None, random.Random(item.id))))
-    return item, job_key(workflow, item)
+    return item, job_key(workflow, item, settings=run.settings)
 
 
-def job_key(workflow: dict[str, Any], item: "RecipeItem") -> str:
-    """Hash of the fully composed job: graph + seed + inputs (not the prompt id)."""
+def job_key(workflow: dict[str, Any], item: "RecipeItem", *, settings: Settings | None = None) -> str:
+    """Hash of the fully composed job: graph + seed + inputs (not the prompt id).
+    An enhanced item's graph holds the original prompt; the enhancer's style,
+    backend and model (from ``settings``) join it, so changing them re-renders."""
     from comfy_gen.workflow import apply_params
 
     graph = apply_params(workflow, item.params, rng=random.Random(item.id))
+    if item.enhance.enabled:  # the original prompt's graph, plus what rewrites its prompt
+        from comfy_gen.enhance.apply import job_key_part
+
+        return JOB_KEY_VERSION + ":" + digest([graph, job_key_part(item.enhance, settings)],
+                                              24, ascii_only=True)
     return JOB_KEY_VERSION + ":" + digest(graph, 24, ascii_only=True)
 
 
@@ -299,6 +308,9 @@ class _SpanRecorder:
 
 def run_item(run: BatchRun, item: "RecipeItem") -> ItemResult:
     """Render one recipe item (unless cached), validate, refine, store, upload."""
+    from comfy_gen.enhance import refining_with
+    from comfy_gen.enhance.apply import refiner_for
+
     started = time.monotonic()
     if run.cancelled.is_set():
         raise ExecutionInterrupted("The run was cancelled before this item started")
@@ -314,6 +326,8 @@ def run_item(run: BatchRun, item: "RecipeItem") -> ItemResult:
     nonce = f"/force-{run.run_id}" if run.force else ""
     spans = _SpanRecorder()
     refinement = item.refinement
+    original = item.params.prompt   # validators judge against what the recipe asked for
+    item, enhanced = enhance_item(run, item)
     backend = run.backends.lease(item.backend)
     submitted: list[str] = []
 
@@ -322,26 +336,39 @@ def run_item(run: BatchRun, item: "RecipeItem") -> ItemResult:
         run.track(prompt_id, backend.name)
 
     try:
-        outcome: Outcome = run_attempts(
-            backend.client, workflow, item.params,
-            # Attempts land in this run's folder: overlapping runs never share files.
-            dest_dir=run.run_dir, name=item.id, validation=run.validation,
-            strategy=refinement.strategy, max_attempts=refinement.max_attempts,
-            validation_prompt=item.params.prompt, job_key=key + nonce, on_event=spans,
-            gate=observe.watch_gate(backend.gate, item.id,
-                                    validating=run.validation is not None and run.validation.active),
-            timeout=run.settings.job_timeout,
-            rng=random.Random(f"{item.id}{nonce}"), on_submitted=on_submitted, stage=run.stage,
-        )
+        with refining_with(refiner_for(run.enhancer, enhanced)):  # the prompt_enhance strategy's variants
+            outcome: Outcome = run_attempts(
+                backend.client, workflow, item.params,
+                # Attempts land in this run's folder: overlapping runs never share files.
+                dest_dir=run.run_dir, name=item.id, validation=run.validation,
+                strategy=refinement.strategy, max_attempts=refinement.max_attempts,
+                validation_prompt=original, job_key=key + nonce, on_event=spans,
+                gate=observe.watch_gate(backend.gate, item.id,
+                                        validating=run.validation is not None and run.validation.active),
+                timeout=run.settings.job_timeout,
+                rng=random.Random(f"{item.id}{nonce}"), on_submitted=on_submitted, stage=run.stage,
+            )
     finally:
         run.untrack(submitted)
     return finalize_item(run, item, key, outcome, tuple(spans.spans), time.monotonic() - started,
-                         backend=backend.name, submitted=len(set(submitted)))
+                         backend=backend.name, submitted=len(set(submitted)), enhanced=enhanced)
+
+
+def enhance_item(run: BatchRun, item: "RecipeItem") -> tuple["RecipeItem", "Enhanced | None"]:
+    """``item`` with its prompt enhanced (cached per prompt/style/model; unchanged when off or failed)."""
+    from comfy_gen.enhance.apply import enhance_params
+
+    if run.enhancer is None or not item.enhance.enabled:
+        return item, None
+    params, enhanced = enhance_params(run.enhancer, item.enhance, item.params)
+    if enhanced is not None and enhanced.warning:
+        log.warning("Item %s: %s", item.id, enhanced.warning)
+    return dataclasses.replace(item, params=params), enhanced
 
 
 def finalize_item(run: BatchRun, item: "RecipeItem", key: str, outcome: Outcome,
                   spans: tuple[Span, ...], elapsed: float, *, backend: str | None = None,
-                  submitted: int = 0) -> ItemResult:
+                  submitted: int = 0, enhanced: "Enhanced | None" = None) -> ItemResult:
     """Keep the best attempt under the item's stable name, write metadata, upload.
 
     ``submitted``: distinct ComfyUI jobs queued for the item, which exceeds its
@@ -364,7 +391,7 @@ def finalize_item(run: BatchRun, item: "RecipeItem", key: str, outcome: Outcome,
         workflow_name=item.workflow, params=best.params, job_key=key, run_id=run.run_id,
         flow_run_id=run.flow_run_id, recipe=run.recipe.name, item_id=item.id, backend=result.backend,
         labels=dict(item.labels), result=result.to_record(), recipe_hash=f"sha256:{run.recipe.sha256}",
-        categories=tuple(item.categories), key_prefix=run.recipe.output.prefix)
+        categories=tuple(item.categories), key_prefix=run.recipe.output.prefix, enhancement=enhanced)
     target = run.item_image(item.id, best.files[0].suffix or ".png")
 
     def store() -> tuple[KeptOutput, Publication]:

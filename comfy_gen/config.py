@@ -101,6 +101,29 @@ class Settings(BaseSettings):
     clip_device: str | None = Field(None, description="cuda / cpu; default: cuda when available")
     clip_batch_size: int = Field(16, ge=1)
 
+    # --- prompt enhancer (docs/validation-enhancer.md) ---
+    enhance_backend: Literal["local", "http"] = Field(
+        "local", description="Prompt enhancer: local = a transformers chat model on this CPU; "
+                             "http = an OpenAI-compatible chat-completions endpoint (Ollama, vLLM, llama.cpp)")
+    enhance_model: str = Field(
+        "Qwen/Qwen2.5-0.5B-Instruct",
+        description="Enhancer model: a hub id or local folder (local), or the endpoint's model name (http)")
+    enhance_url: str | None = Field(
+        None, description="http enhancer base URL, e.g. http://127.0.0.1:11434/v1 (POST <url>/chat/completions)")
+    enhance_timeout: float = Field(60.0, allow_inf_nan=False, gt=0, description="Per-request timeout of the http enhancer (s)")
+    enhance_api_key: SecretStr | None = Field(None, description="Bearer token for the http enhancer (never logged)")
+    enhance_max_tokens: int = Field(96, ge=8, le=1024, description="Most tokens the enhancer may generate per prompt")
+
+    @field_validator("enhance_url")
+    @classmethod
+    def _check_enhance_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        problem = url_problem(value.strip())
+        if problem:
+            raise ValueError(problem)
+        return value.strip().rstrip("/")
+
     # --- object storage ---
     minio_endpoint: str | None = Field(None, description="host:port of the S3/MinIO server; unset = local only")
     minio_access_key: SecretStr | None = None
@@ -371,9 +394,9 @@ LEGACY_UNUSED: dict[str, str] = {
     "COMFYGEN_MLFLOW_TRACKING_URI": "runs are tracked by Prefect and the sidecar metadata, not MLflow",
     "COMFYGEN_MLFLOW_EXPERIMENT": "runs are tracked by Prefect and the sidecar metadata, not MLflow",
     "MLFLOW_TRACKING_URI": "runs are tracked by Prefect and the sidecar metadata, not MLflow",
-    "COMFYGEN_LLM_ENDPOINT": "there is no LLM intent parser; categories use keyword inference",
-    "COMFYGEN_LLM_MODEL": "there is no LLM intent parser; categories use keyword inference",
-    "COMFYGEN_LLM_TIMEOUT": "there is no LLM intent parser; categories use keyword inference",
+    "COMFYGEN_LLM_ENDPOINT": "there is no LLM intent parser; the prompt enhancer's endpoint is COMFY_GEN_ENHANCE_URL",
+    "COMFYGEN_LLM_MODEL": "there is no LLM intent parser; the prompt enhancer's model is COMFY_GEN_ENHANCE_MODEL",
+    "COMFYGEN_LLM_TIMEOUT": "there is no LLM intent parser; the prompt enhancer's timeout is COMFY_GEN_ENHANCE_TIMEOUT",
     "COMFYGEN_DEBUG": "use the log level of the command or of Prefect instead",
 }
 
@@ -469,7 +492,8 @@ def _json_object(value: Any, example: str) -> Any:
 
 _SECRET_FIELDS = frozenset({"minio_access_key", "minio_secret_key", "backends", "minio_endpoint", "database_url",
                             "gpu_gate_database_url", "prefect_database_url",
-                            "api_token", "api_tokens", "mcp_token", "civitai_api_key", "hf_token"})
+                            "api_token", "api_tokens", "mcp_token", "civitai_api_key", "hf_token",
+                            "enhance_url", "enhance_api_key"})
 
 
 def settings_error(exc: ValidationError) -> ConfigError:

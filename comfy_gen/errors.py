@@ -15,6 +15,7 @@ assigned only at the edges (``comfy_gen.cli`` and the API), from one table each.
     │   ├── CompositionError        conflicts / requires / max_per_type
     │   ├── PolicyViolation         categories above the effective tier (.violations)
     │   ├── ValidatorUnavailable    validation asked for, model cannot be loaded
+    │   ├── EnhancerUnavailable     prompt enhancement asked for, model/endpoint unavailable
     │   └── GenerationNotFound      no such generation in the catalog (.generation_id; HTTP 404)
     │       └── FavoriteNotFound    the generation is not a favorite (HTTP 404)
     ├── ComfyUIError                talking to ComfyUI failed
@@ -25,6 +26,7 @@ assigned only at the edges (``comfy_gen.cli`` and the API), from one table each.
     │   ├── ExecutionInterrupted    the job was interrupted
     │   └── JobLost                 in neither queue nor history (restart)  [transient]
     ├── ValidationFailed            image below thresholds after all attempts (exit 3)
+    ├── EnhancementFailed           the enhancer failed at run time (the original prompt is kept)  [transient]
     ├── BatchFailed                 some items of a recipe run failed (exit 1)
     ├── MetadataNotFound            an image carries no comfy-gen metadata (exit 1)
     ├── NotFound                    a named thing (job, generation, run, recipe, image) is unknown (HTTP 404)
@@ -197,6 +199,10 @@ class ValidatorUnavailable(ConfigError):
     """Validation was requested but its model cannot be loaded."""
 
 
+class EnhancerUnavailable(ConfigError):
+    """Prompt enhancement was requested but its model cannot be loaded or its endpoint answered no probe."""
+
+
 class GenerationNotFound(ConfigError):
     """No generation with this id is in the catalog (exit 2, HTTP 404)."""
 
@@ -316,6 +322,10 @@ class ValidationFailed(ComfyGenError):
         self.attempts = list(attempts or [])
 
 
+class EnhancementFailed(ComfyGenError, TransientError):
+    """One enhancement failed at run time (timeout, 5xx, unusable text); callers keep the original prompt."""
+
+
 class MetadataNotFound(ComfyGenError):
     """An image has no comfy-gen metadata (no PNG chunk, no sidecar, no ComfyUI chunks)."""
 
@@ -402,7 +412,8 @@ def is_transient(exc: BaseException) -> bool:
 
 __all__ = [
     "BatchFailed", "BucketNotFound", "CatalogError", "CatalogUnavailable", "CategoryError", "ComfyGenError",
-    "ComfyUIError", "ComfyUITimeout", "ComfyUIUnavailable", "CompositionError", "ConfigError", "ExecutionFailed",
+    "ComfyUIError", "ComfyUITimeout", "ComfyUIUnavailable", "CompositionError", "ConfigError", "EnhancementFailed",
+    "EnhancerUnavailable", "ExecutionFailed",
     "ExecutionInterrupted", "FavoriteNotFound", "GenerationNotFound", "GpuGateUnavailable", "HubError", "HubUnavailable", "JobLost",
     "MetadataNotFound", "NotFound", "PathNotAllowed", "PolicyViolation", "PreflightError", "ProblemListError",
     "PromptRejected", "RecipeError", "ServiceBusy", "StorageAuthError", "StorageError", "StorageUnavailable",

@@ -136,6 +136,8 @@ class OutputContext:
     key_prefix: str | None = None
     #: the item's result record: it makes the sidecar the cache/resume marker too
     result: Mapping[str, object] = field(default_factory=dict)
+    #: the prompt enhancement (comfy_gen.enhance.Enhanced): input.original_prompt, input.enhancement
+    enhancement: Any = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,10 @@ def build_output_metadata(context: OutputContext, outcome: "Outcome") -> dict[st
         organization=dict(context.organization) or None, flow_run_id=context.flow_run_id,
         item_id=context.item_id, recipe=context.recipe, backend=context.backend, generation_id=generation_id,
     )
+    if context.enhancement is not None:
+        from comfy_gen.enhance.apply import input_record
+
+        meta["input"].update(input_record(context.enhancement))
     meta["comfy_gen"].update(
         generation_id=generation_id, recipe_hash=context.recipe_hash, categories=list(context.categories),
         job_key=context.job_key, run_id=context.run_id, workflow=context.workflow_name,

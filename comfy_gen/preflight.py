@@ -4,7 +4,9 @@
   backend's ``/object_info``: unknown nodes, missing models (with suggestions),
   out-of-range values;
 * the validation plan, when the items ask for validation: a validator that
-  cannot be loaded fails the run here, unless the plan allows skipping.
+  cannot be loaded fails the run here, unless the plan allows skipping;
+* the prompt enhancer, when the items ask for it: a model that cannot be
+  loaded or an endpoint that does not answer fails the run here.
 
 The flow calls it for the items that will render only (``batch.triage`` decides
 first): a run with nothing to render contacts no server and loads no model.
@@ -86,6 +88,16 @@ def setup_validation(run: Any, items: list[Any]) -> list[str]:
     return list(run.validation.warnings)
 
 
+def setup_enhancer(run: Any, items: list[Any]) -> None:
+    """Load or probe the prompt enhancer once when the items ask for it (EnhancerUnavailable:
+    exit 2, nothing queued); its answers are cached under the state folder."""
+    from comfy_gen.enhance.apply import prepare_enhancer
+
+    wanted = next((it.enhance for it in items if it.enhance.enabled), None)
+    if wanted is not None and run.enhancer is None:
+        run.enhancer = prepare_enhancer(wanted, run.settings, cached=True)
+
+
 def preflight_batch(run: Any, payload: list[dict[str, Any]]) -> dict[str, Any]:
     """Run every preflight check for the batch; raise with the full list of problems."""
     from comfy_gen.recipes import RecipeItem
@@ -96,6 +108,7 @@ def preflight_batch(run: Any, payload: list[dict[str, Any]]) -> dict[str, Any]:
         raise PreflightError(
             f"Preflight failed for recipe {run.recipe.name!r}: {len(problems)} problem(s); nothing was queued",
             problems, hint="Install the missing models/nodes on the server, or change the recipe.")
+    setup_enhancer(run, items)
     warnings = setup_validation(run, items)
     for line in warnings:
         log.warning(line)

@@ -108,6 +108,8 @@ def migrate_items(settings: Settings, recipe: "Recipe", items: Sequence["RecipeI
     renamed = 0
     for item in items:
         old = legacy_item_id(item.workflow, item.params, item.backend)
+        if item.enhance.enabled:
+            continue  # v1 had no enhancement: a v1 file is never this item's
         if old == item.id or store.find_existing(folder, item.id) is not None:
             continue
         source = store.find_existing(folder, old)

@@ -105,11 +105,19 @@ PROMPT_BOOSTERS: tuple[tuple[str, ...], ...] = (
 
 @register_strategy("prompt_enhance")
 def prompt_enhance(attempt: int, base: dict[str, Any], rng: random.Random) -> dict[str, Any]:
-    """Quality boosters appended to the *base* prompt (not cumulative), new seed each retry."""
+    """Quality boosters appended to the *base* prompt (not cumulative), new seed each retry.
+
+    When the generation uses the prompt enhancer (--enhance-prompt, a recipe's
+    ``enhance``), retries ask it for a more detailed variant of the original
+    prompt instead; the boosters remain the fallback when it fails."""
+    from comfy_gen.enhance.options import current_refiner
+
+    refiner = current_refiner() if attempt > 1 else None
+    variant = refiner.variant(base["positive_prompt"], attempt) if refiner is not None else None
     terms = PROMPT_BOOSTERS[_index(attempt)]
     return {
         **base,
-        "positive_prompt": _append_terms(base["positive_prompt"], terms),
+        "positive_prompt": variant or _append_terms(base["positive_prompt"], terms),
         "seed": _first_seed(base, rng) if attempt == 1 else _fresh_seed(rng),
     }
 

@@ -32,6 +32,8 @@ STATUS_CODES: list[tuple[type[BaseException], int]] = [
     (errors.PathNotAllowed, 403),
     (errors.CompositionError, 400),
     (errors.ValidatorUnavailable, 503),
+    (errors.EnhancerUnavailable, 503),    # the server's enhancer, not the client's request
+    (errors.EnhancementFailed, 503),      # caught by the service (original prompt kept); mapped for completeness
     (errors.ConfigError, 422),
     (errors.ServiceBusy, 503),
     (errors.ComfyUIUnavailable, 503),

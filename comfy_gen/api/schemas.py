@@ -46,6 +46,12 @@ class ValidationBody(Body):
     technical: bool = Field(True, description="The model-free technical checks join any validation")
 
 
+class EnhanceBody(Body):
+    enabled: bool = Field(False, description="Rewrite the prompt with the server's prompt enhancer first")
+    style: str | None = Field(None, pattern=NAME, description="photographic, cinematic, illustration or minimal "
+                                                             "(implies enabled)")
+
+
 class GenerateBody(Body):
     prompt: str | None = Field(None, max_length=MAX_TEXT, description="Prompt; @tags compose categories")
     negative_prompt: str | None = Field(None, max_length=MAX_TEXT)
@@ -66,6 +72,7 @@ class GenerateBody(Body):
                                     description="An image in the output folder (relative path), or an http(s) "
                                                 "URL when COMFY_GEN_API_ALLOW_URL_FETCH is on")
     validation: ValidationBody = Field(default_factory=ValidationBody)
+    enhance: EnhanceBody = Field(default_factory=EnhanceBody)
     max_attempts: int = Field(1, ge=1, le=5)
     retry_strategy: str = Field("progressive", pattern=NAME)
     upload: bool = Field(False, description="Upload to object storage when configured")

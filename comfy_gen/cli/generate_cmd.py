@@ -201,6 +201,7 @@ def build_request(opts: Mapping[str, Any], *, workflow: str | Mapping[str, Any],
             enabled=bool(_pick({"validate": validate}, preset, "validate", defaults.enabled)),
             positive_threshold=_pick(opts, preset, "positive_threshold", defaults.threshold),
             delta_threshold=_pick(opts, preset, "delta_threshold", None))),
+        enhance=enhance_options(opts),
         retry_strategy=_pick(opts, preset, "retry_strategy", "progressive"),
         max_attempts=int(_pick(opts, preset, "max_attempts", defaults.attempts)),
         output=opts.get("output"), upload=bool(opts.get("upload")), metadata=not opts.get("no_metadata"),
@@ -239,6 +240,32 @@ def _checks_options(fn: Any) -> Any:
         click.option("--technical-checks/--no-technical-checks", default=None,
                      help="The model-free technical checks (black, blank, blurred, clipped images): on "
                           "whenever validating; alone, they validate without CLIP."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def enhance_options(opts: Mapping[str, Any]) -> Any:
+    """--enhance-prompt / --enhance-style (a style implies enhancing); checked before any server."""
+    from comfy_gen.enhance import EnhanceOptions, check_style
+
+    style = opts.get("enhance_style")
+    if not (opts.get("enhance_prompt") or style):
+        return EnhanceOptions()
+    return EnhanceOptions(enabled=True, style=check_style(style) if style else None)
+
+
+def _enhance_options(fn: Any) -> Any:
+    """The prompt enhancer's flags (docs/validation-enhancer.md)."""
+    from comfy_gen.enhance.styles import STYLES
+
+    options = [
+        click.option("--enhance-prompt", is_flag=True,
+                     help="Rewrite the prompt with the prompt enhancer (COMFY_GEN_ENHANCE_*) before rendering; "
+                          "the original is kept in the metadata."),
+        click.option("--enhance-style", default=None, metavar="STYLE",
+                     help=f"Enhancement style: {', '.join(sorted(STYLES))} (implies --enhance-prompt)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -379,6 +406,7 @@ def _video_options(fn: Any) -> Any:
 @_seed_options
 @_video_options
 @_checks_options
+@_enhance_options
 @_common_options
 def generate(**opts: Any) -> int:
     """Render one image, optionally CLIP-validated with retries, stored locally (and uploaded)."""

@@ -88,6 +88,10 @@ def register(app: "App") -> None:
             description="Validators to run (implies validate): names such as technical, clip, or "
                         "{name, threshold, ...options}; the technical checks join any validation.",
             max_length=16)] = None,
+        enhance_style: Annotated[Literal["photographic", "cinematic", "illustration", "minimal"] | None,
+                                 Field(description="Rewrite the prompt with the server's prompt enhancer first, "
+                                                   "in this style; the metadata keeps both prompts (null: "
+                                                   "no enhancement).")] = None,
         transparent: Annotated[bool, Field(description="Remove the background: the subject is cut out with "
                                                        "segment-anything and kept as an RGBA PNG (the ComfyUI "
                                                        "server needs the comfyui_segment_anything nodes).")
@@ -116,7 +120,8 @@ def register(app: "App") -> None:
                                                      names=("transparent", "transparent_subject")))
         request = _request(app, chosen, params, preset=preset, validate=validate,
                            positive_threshold=positive_threshold, retry_strategy=retry_strategy,
-                           max_attempts=max_attempts, upload=upload, output_path=output_path, checks=checks)
+                           max_attempts=max_attempts, upload=upload, output_path=output_path, checks=checks,
+                           enhance_style=enhance_style)
         return await generate_with_progress(app, ctx, request, json_progress)
 
     @mcp.tool()
@@ -296,7 +301,8 @@ def _request(app: Any, workflow: str, params: GenerationParams, *, input_image: 
              preset: str | None = None, validate: bool | None = None, positive_threshold: float | None = None,
              retry_strategy: str = "progressive", max_attempts: int = 3, upload: bool | None = None,
              output_path: str | None = None, dry_run: bool = False, timeout: float | None = None,
-             checks: list[Any] | None = None) -> Any:
+             checks: list[Any] | None = None, enhance_style: str | None = None) -> Any:
+    from comfy_gen.enhance import EnhanceOptions
     from comfy_gen.presets import get_preset
     from comfy_gen.service import GenerateRequest, InputImage, ValidationOptions
     from comfy_gen.validation.plan import checked_specs
@@ -309,6 +315,7 @@ def _request(app: Any, workflow: str, params: GenerationParams, *, input_image: 
     return GenerateRequest(
         workflow=workflow, params=params, input_image=InputImage(input_image) if input_image else None,
         validation=ValidationOptions(enabled=validate, positive_threshold=threshold, checks=specs),
+        enhance=EnhanceOptions(enabled=enhance_style is not None, style=enhance_style),
         retry_strategy=retry_strategy, max_attempts=max_attempts, output=output_path,
         upload=app.settings.storage_configured if upload is None else upload, preset=preset,
         dry_run=dry_run, timeout=timeout, paths="confined")

@@ -16,6 +16,7 @@ from pathlib import PurePath
 from typing import Any
 
 from comfy_gen.config import Settings, get_settings
+from comfy_gen.enhance.options import EnhanceOptions
 from comfy_gen.errors import ConfigError, PolicyViolation, RecipeError
 from comfy_gen.hashing import digest
 from comfy_gen.params import GenerationParams, LoraSpec
@@ -58,9 +59,15 @@ class Expansion:
 ITEM_ID_VERSION = 2
 
 
-def item_id(workflow: str, params: GenerationParams) -> str:
-    """First 16 hex of sha256 over canonical JSON of workflow + params."""
-    return digest({"workflow": workflow, "params": params.to_dict()}, ID_HEX)
+def item_id(workflow: str, params: GenerationParams, enhance: EnhanceOptions | None = None) -> str:
+    """First 16 hex of sha256 over canonical JSON of workflow + params (+ the
+    ``enhance`` section when enabled: an enhanced item renders another prompt)."""
+    data: dict[str, Any] = {"workflow": workflow, "params": params.to_dict()}
+    if enhance is not None and enhance.enabled:
+        from comfy_gen.enhance.styles import check_style
+
+        data["enhance"] = {"style": check_style(enhance.style)}  # no style = the default one
+    return digest(data, ID_HEX)
 
 
 def legacy_item_id(workflow: str, params: GenerationParams, backend: str) -> str:
@@ -176,7 +183,7 @@ def expand_recipe(recipe: Recipe, *, settings: Settings | None = None, registry:
                                             registry=registry, tier=tier, cache=compositions)
         params = merge_params(recipe.defaults, composed, explicit)
         backend = _backend_for(recipe, params)
-        iid = item_id(recipe.workflow, params)
+        iid = item_id(recipe.workflow, params, recipe.enhance)
         if iid in seen:
             log.info("recipe %s: dropping a duplicate item (%s)", recipe.name, labels)
             continue
@@ -187,7 +194,7 @@ def expand_recipe(recipe: Recipe, *, settings: Settings | None = None, registry:
         items.append(RecipeItem(
             id=iid, index=len(items), params=params, workflow=recipe.workflow, backend=backend,
             labels=labels, grid=grid, categories=categories, validation=recipe.validation,
-            refinement=recipe.refinement))
+            refinement=recipe.refinement, enhance=recipe.enhance))
     return Expansion(items=items, rows_axis=rows_dim.key if rows_dim else None,
                      cols_axis=cols_dim.key if cols_dim else None, tier=tier)
 

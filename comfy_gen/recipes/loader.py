@@ -13,6 +13,7 @@ from typing import Any, Iterable, Sequence
 
 from comfy_gen.config import Settings, get_settings
 from comfy_gen import jsonschemas
+from comfy_gen.enhance.options import EnhanceOptions
 from comfy_gen.errors import RecipeError
 from comfy_gen.inputfile import InputFileError, decode_utf8, read_bounded
 from comfy_gen.params import bad_text_paths
@@ -226,8 +227,17 @@ def _build(data: dict[str, Any], sections: Sections, doc: YamlDoc, *, path: Path
         nightly=bool(data.get("nightly", False)),
         policy_tier=data.get("policy_tier"),
         stage_tasks=_stage_tasks(data.get("stage_tasks", "auto")),
+        enhance=_enhance(data.get("enhance")),
         lines=lines,
     )
+
+
+def _enhance(value: object) -> EnhanceOptions:
+    # The section exists to switch enhancement on: `enabled` defaults to true when it is given.
+    if not isinstance(value, dict):
+        return EnhanceOptions()
+    style = value.get("style")
+    return EnhanceOptions(enabled=bool(value.get("enabled", True)), style=None if style is None else str(style))
 
 
 def _stage_tasks(value: object) -> str:

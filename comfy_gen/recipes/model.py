@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from comfy_gen.enhance.options import EnhanceOptions
 from comfy_gen.params import GenerationParams
 
 #: Axis names a matrix may vary, in the order the docs list them.
@@ -146,6 +147,7 @@ class Recipe:
     nightly: bool = False
     policy_tier: str | None = None
     stage_tasks: str = "auto"   # auto | on | off: nested stage task runs under each item (flows/)
+    enhance: EnhanceOptions = field(default_factory=EnhanceOptions)   # the prompt enhancer (comfy_gen.enhance)
     # JSON path -> line, for errors found while expanding (categories, policy).
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -158,6 +160,7 @@ class Recipe:
             "validation": self.validation.to_dict(), "refinement": self.refinement.to_dict(),
             "output": self.output.to_dict(), "nightly": self.nightly, "policy_tier": self.policy_tier,
             "stage_tasks": self.stage_tasks,
+            **({"enhance": self.enhance.to_dict()} if self.enhance.enabled else {}),
         }
 
     @property
@@ -181,15 +184,20 @@ class RecipeItem:
     categories: list[str] = field(default_factory=list)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     refinement: RefinementConfig = field(default_factory=RefinementConfig)
+    #: The prompt enhancer: ``params.prompt`` stays the original; it is enhanced when the item renders.
+    enhance: EnhanceOptions = field(default_factory=EnhanceOptions)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "id": self.id, "index": self.index, "params": self.params.to_dict(),
             "workflow": self.workflow, "backend": self.backend, "labels": dict(self.labels),
             "grid": list(self.grid) if self.grid is not None else None,
             "categories": list(self.categories), "validation": self.validation.to_dict(),
             "refinement": self.refinement.to_dict(),
         }
+        if self.enhance.enabled:  # absent when unused: payloads of other items stay as they were
+            data["enhance"] = self.enhance.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RecipeItem":
@@ -203,4 +211,5 @@ class RecipeItem:
             categories=list(data.get("categories") or []),
             validation=ValidationConfig.from_dict(data.get("validation")),
             refinement=RefinementConfig.from_dict(data.get("refinement")),
+            enhance=EnhanceOptions.from_dict(data.get("enhance")),
         )

@@ -18,6 +18,7 @@ from comfy_gen.service.model import (AttemptFinished, CancelToken, EventCallback
 
 if TYPE_CHECKING:  # pragma: no cover
     from comfy_gen.comfyui import ComfyUIClient
+    from comfy_gen.enhance import Enhanced, Enhancer
     from comfy_gen.gate import GpuGate
     from comfy_gen.generation import Outcome
     from comfy_gen.validation.plan import PreparedPlan
@@ -67,6 +68,10 @@ def _check_request(request: GenerateRequest) -> None:
     if request.retry_strategy not in list_strategies():
         raise UsageError(f"Unknown retry strategy {request.retry_strategy!r}; "
                          f"known: {', '.join(list_strategies())}")
+    if request.enhance.enabled:
+        from comfy_gen.enhance import check_style
+
+        check_style(request.enhance.style)  # an unknown style fails before the server is contacted
     if request.max_attempts < 1:
         raise UsageError(f"max_attempts must be >= 1 (got {request.max_attempts})")
     if request.generation_id is not None:
@@ -122,6 +127,7 @@ class _Job:
                                                                  job_timeout=request.timeout)
         self.gate = _CancellableGate(_gate(settings, self.client.base_url), token)
         self.prompt_id: str | None = None
+        self.enhanced: Enhanced | None = None
         self._cancelled_on_server = False
         self._lock = threading.Lock()
         self._unhook = token.on_cancel(self._cancel_current)
@@ -165,12 +171,14 @@ class _Job:
         final: Path | None = None
         try:
             workflow, name, params = self._prepare()
+            enhancer = self._enhancer()  # EnhancerUnavailable (exit 2) before anything is queued
             if self.request.dry_run:
                 self.emit(Notice(message=f"Dry run OK: workflow {name} and every model it needs exist on "
                                          f"{self.client.base_url}; nothing was queued."))
                 return GenerateResult(status="dry_run", workflow=name, warnings=tuple(self.warnings))
             started = time.monotonic()
-            outcome = self._attempts(workflow, params)
+            params = self._enhance(enhancer, params)
+            outcome = self._attempts(workflow, params, enhancer)
             final = self._final_target(target, outcome.best.files[0])  # type: ignore[union-attr]
             return self._finish(outcome, final, name, time.monotonic() - started)
         except BaseException as exc:
@@ -243,19 +251,42 @@ class _Job:
             return params  # readable and resizable is enough; uploading is a side effect
         return params.replace(input_image=self.client.upload_image(local))
 
-    def _attempts(self, workflow: dict[str, Any], params: GenerationParams) -> "Outcome":
+    def _enhancer(self) -> "Enhancer | None":
+        from comfy_gen.enhance.apply import prepare_enhancer
+
+        return prepare_enhancer(self.request.enhance, self.settings)
+
+    def _enhance(self, enhancer: "Enhancer | None", params: GenerationParams) -> GenerationParams:
+        """The prompt every attempt renders: enhanced once here (a failure keeps the original, loudly)."""
+        from comfy_gen.enhance.apply import enhance_params
+
+        params, self.enhanced = enhance_params(enhancer, self.request.enhance, params)
+        if self.enhanced is not None and self.enhanced.warning:
+            self.warn(self.enhanced.warning)
+        elif self.enhanced is not None:
+            self.emit(Notice(message=f"Enhanced prompt ({self.enhanced.style}): {self.enhanced.prompt}"))
+        return params
+
+    def _attempts(self, workflow: dict[str, Any], params: GenerationParams,
+                  enhancer: "Enhancer | None" = None) -> "Outcome":
+        from comfy_gen.enhance import refining_with
+        from comfy_gen.enhance.apply import refiner_for
         from comfy_gen.generation import run_attempts
 
         request = self.request
         validation = _validation(request, self.settings, self.warn)
         limit = request.max_attempts if validation is not None else 1
-        outcome = run_attempts(
-            self.client, workflow, params, dest_dir=self.work, name="attempt",
-            validation=validation, strategy=request.retry_strategy,
-            max_attempts=request.max_attempts, validation_prompt=params.prompt, on_event=self.emit,
-            on_submitted=self.submitted, on_attempt=lambda a: self.emit(AttemptFinished(attempt=a, limit=limit)),
-            gate=self.gate, timeout=request.timeout,
-        )
+        # Validators judge the image against what the user asked for, not the enhancer's additions.
+        check_prompt = self.enhanced.original if self.enhanced is not None else params.prompt
+        with refining_with(refiner_for(enhancer, self.enhanced)):
+            outcome = run_attempts(
+                self.client, workflow, params, dest_dir=self.work, name="attempt",
+                validation=validation, strategy=request.retry_strategy,
+                max_attempts=request.max_attempts, validation_prompt=check_prompt, on_event=self.emit,
+                on_submitted=self.submitted,
+                on_attempt=lambda a: self.emit(AttemptFinished(attempt=a, limit=limit)),
+                gate=self.gate, timeout=request.timeout,
+            )
         if self.token.cancelled:  # a later attempt was interrupted: run_attempts kept the earlier ones
             raise ExecutionInterrupted("The generation was cancelled", prompt_id=self.prompt_id)
         if outcome.best is None or not outcome.best.files:
@@ -285,7 +316,8 @@ class _Job:
         context = OutputContext(workflow_name=name, params=best.params, preset=request.preset,
                                 organization=request.organization.to_dict(), generation_time=elapsed,
                                 generation_id=normalize_id(request.generation_id) if request.generation_id else None,
-                                recipe_hash=request.recipe_hash, categories=tuple(request.categories))
+                                recipe_hash=request.recipe_hash, categories=tuple(request.categories),
+                                enhancement=self.enhanced)
         kept = keep_output(best.files[0], final, key=object_key_for(context, final),
                            metadata=build_output_metadata(context, outcome) if request.metadata else None,
                            embed=request.embed_metadata)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
 
 from comfy_gen.comfyui.events import Event
+from comfy_gen.enhance.options import EnhanceOptions
 from comfy_gen.errors import UsageError, ValidationFailed
 from comfy_gen.generation import Attempt
 from comfy_gen.outputs import UploadState
@@ -118,6 +119,8 @@ class GenerateRequest:
     workflow_name: str | None = None
     input_image: InputImage | None = None
     validation: ValidationOptions = ValidationOptions()
+    #: Rewrite the prompt with the configured enhancer once, before anything is queued.
+    enhance: EnhanceOptions = EnhanceOptions()
     retry_strategy: str = "progressive"
     max_attempts: int = 3
     output: str | None = None

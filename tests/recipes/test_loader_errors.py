@@ -96,7 +96,7 @@ def test_schema_and_semantic_problems_together_sorted_by_line(write_recipe, sett
         f"{path}:6: $.defaults.sampler: 3 is not of type 'string'",
         f"{path}:7: $.seeds[1]: 1.5 is not of type 'integer'",
         f"{path}:8: $.colour: unknown property 'colour' (allowed: backend, backends, categories, defaults, "
-        "description, matrix, name, nightly, output, policy_tier, prompts, refinement, seeds, stage_tasks, validation, workflow)",
+        "description, enhance, matrix, name, nightly, output, policy_tier, prompts, refinement, seeds, stage_tasks, validation, workflow)",
         f"{path}:9: $.name: duplicate key (the later value would silently win)",
     ]
 

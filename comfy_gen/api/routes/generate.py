@@ -78,6 +78,7 @@ def build_request(body: GenerateBody, ctx: ApiContext, tier: str) -> tuple[Any, 
     request = GenerateRequest(
         workflow=workflow, params=params, input_image=input_image,
         validation=_validation(body),
+        enhance=_enhance(body),
         retry_strategy=body.retry_strategy, max_attempts=body.max_attempts, upload=body.upload,
         organization=Organization(project="api"), paths="confined",
         # The job id is the catalog id: one id to poll, fetch the image and mark a favorite.
@@ -95,6 +96,14 @@ def _validation(body: GenerateBody) -> Any:
     checks = checked_specs(v.checks, field="validation.checks")
     return ValidationOptions(enabled=v.enabled or bool(checks), positive_threshold=v.positive_threshold,
                              delta_threshold=v.delta_threshold, checks=checks, technical=v.technical)
+def _enhance(body: GenerateBody) -> Any:
+    """The body's ``enhance`` (a style implies enabled; an unknown style is a 400 naming the known ones)."""
+    from comfy_gen.enhance import EnhanceOptions, check_style
+
+    style = body.enhance.style
+    if not (body.enhance.enabled or style):
+        return EnhanceOptions()
+    return EnhanceOptions(enabled=True, style=check_style(style) if style else None)
 
 
 def job_view(ctx: ApiContext, snap: dict[str, Any]) -> dict[str, Any]:
