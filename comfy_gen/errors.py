@@ -19,6 +19,7 @@ assigned only at the edges (``comfy_gen.cli`` and the API), from one table each.
     │       └── FavoriteNotFound    the generation is not a favorite (HTTP 404)
     ├── ComfyUIError                talking to ComfyUI failed
     │   ├── ComfyUIUnavailable      connection refused / 5xx after retries  [transient]
+    │   ├── AllBackendsDown         every backend an item may use is down (exit 2; fail fast, no retry)
     │   ├── ComfyUITimeout          request or job wait timed out           [transient]
     │   ├── PromptRejected          400, or 200 with node_errors (.node_errors)
     │   ├── ExecutionFailed         execution_error (.node_id, .node_type, ...)
@@ -236,6 +237,21 @@ class ComfyUIUnavailable(ComfyUIError, TransientError):
     """The server cannot be reached, or answered 5xx after all retries."""
 
 
+class AllBackendsDown(ComfyUIError):
+    """Every backend an item may render on is down (``.backends``): the run stops
+    queueing instead of retrying, and keeps the items that finished. Not transient:
+    Prefect's retries would only wait for the same dead servers."""
+
+    def __init__(self, message: str, *, backends: tuple[str, ...] = (), hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.backends = tuple(backends)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["backends"] = list(self.backends)
+        return data
+
+
 class ComfyUITimeout(ComfyUIError, TransientError):
     """A request, or the wait for a job, ran past its timeout."""
 
@@ -395,7 +411,7 @@ def is_transient(exc: BaseException) -> bool:
 
 
 __all__ = [
-    "BatchFailed", "BucketNotFound", "CatalogError", "CatalogUnavailable", "CategoryError", "ComfyGenError",
+    "AllBackendsDown", "BatchFailed", "BucketNotFound", "CatalogError", "CatalogUnavailable", "CategoryError", "ComfyGenError",
     "ComfyUIError", "ComfyUITimeout", "ComfyUIUnavailable", "CompositionError", "ConfigError", "ExecutionFailed",
     "ExecutionInterrupted", "FavoriteNotFound", "GenerationNotFound", "HubError", "HubUnavailable", "JobLost",
     "MetadataNotFound", "NotFound", "PathNotAllowed", "PolicyViolation", "PreflightError", "ProblemListError",

@@ -21,6 +21,7 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (errors.ConfigError, EXIT_CONFIG_ERROR),
     (errors.PromptRejected, EXIT_CONFIG_ERROR),
     (errors.ComfyUIUnavailable, EXIT_CONFIG_ERROR),
+    (errors.AllBackendsDown, EXIT_CONFIG_ERROR),   # no server to render on, as ComfyUIUnavailable
     (errors.StorageAuthError, EXIT_CONFIG_ERROR),
     (errors.BucketNotFound, EXIT_CONFIG_ERROR),
     (errors.ComfyGenError, EXIT_FAILURE),

@@ -48,6 +48,7 @@ def table_rows(results: Sequence[ItemResult], *, settings: "Settings | None" = N
             "clip": None if positive is None else round(float(positive), 2),
             "delta": None if delta is None else round(float(delta), 2),
             "attempts": r.attempts,
+            "backend": r.backend or "",   # which server rendered it (dispatch picks one per item)
             "labels": ", ".join(f"{k}={v}" for k, v in r.labels.items()),
             "prompt": (r.prompt or "")[:80], "seed": r.seed, "item": r.item_id,
             "output": r.url or public_link(r.file, settings) or r.file or r.error or "",

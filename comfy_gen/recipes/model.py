@@ -156,7 +156,9 @@ class Recipe:
 @dataclass(frozen=True)
 class RecipeItem:
     """One fully resolved render. ``id`` hashes workflow + params (what is
-    rendered); ``backend`` is only where it is preferably placed."""
+    rendered). ``backends`` are where it may render (the run dispatches it to
+    whichever has a free slot); ``backend`` is the placement the v1 scheme
+    chose by a params hash, kept only to find items stored under v1 ids."""
 
     id: str
     index: int
@@ -168,11 +170,18 @@ class RecipeItem:
     categories: list[str] = field(default_factory=list)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     refinement: RefinementConfig = field(default_factory=RefinementConfig)
+    backends: tuple[str, ...] = ()
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        """The backends this item may render on (its placement when none are listed)."""
+        return self.backends or (self.backend,)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "index": self.index, "params": self.params.to_dict(),
-            "workflow": self.workflow, "backend": self.backend, "labels": dict(self.labels),
+            "workflow": self.workflow, "backend": self.backend, "backends": list(self.backends),
+            "labels": dict(self.labels),
             "grid": list(self.grid) if self.grid is not None else None,
             "categories": list(self.categories), "validation": self.validation.to_dict(),
             "refinement": self.refinement.to_dict(),
@@ -190,4 +199,5 @@ class RecipeItem:
             categories=list(data.get("categories") or []),
             validation=ValidationConfig.from_dict(data.get("validation")),
             refinement=RefinementConfig.from_dict(data.get("refinement")),
+            backends=tuple(data.get("backends") or ()),
         )
