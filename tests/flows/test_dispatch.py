@@ -187,6 +187,23 @@ def test_a_recipe_may_ask_for_a_tag_instead_of_names(backends_env, write_recipe)
     assert "backends.tags" in str(info.value.problems) and "'h100'" in str(info.value.problems)
 
 
+@pytest.mark.parametrize("value, path, words", [
+    ('"http://user:secret@h:1"', "$.backends", "not a URL or credentials"),
+    ("{tags: []}", "$.backends.tags", "non-empty"),
+    ("{tag: [sdxl]}", "$.backends.tag", "did you mean 'tags'"),
+])
+def test_a_bad_backends_field_is_named_and_never_echoed(backends_env, write_recipe, value, path, words) -> None:
+    from comfy_gen.config import get_settings
+    from comfy_gen.runs import plan_run
+
+    backends_env({"gpu1": "http://127.0.0.1:9"})
+    with pytest.raises(RecipeError) as info:
+        plan_run(write_recipe("bad", RECIPE.format(name="bad", backends=f"backends: {value}")),
+                 settings=get_settings())
+    (problem,) = info.value.problems
+    assert problem.path == path and words in problem.message and "secret" not in str(info.value)
+
+
 # --- the flow: dispatch, eligibility, identity, failover ----------------------------------------
 
 
