@@ -134,6 +134,10 @@ class _LeaseGate:
         return gate.__enter__()
 
     def __exit__(self, *exc: Any) -> Any:
+        error = exc[1] if len(exc) > 1 else None
+        if isinstance(error, BaseException) and backend_failed(error):
+            # Down before its slot is given back: no other item is dispatched to a dead server.
+            self._lease.pool.mark_down(self._lease.backend.name, short_reason(error))
         return self._lease.backend.gate.__exit__(*exc)
 
 
@@ -369,6 +373,11 @@ class _CancellableGate:
         finally:
             self._count(holding=-1)
             self.on_change()
+
+
+def short_reason(exc: BaseException) -> str:
+    """The first clause of an error message, for "backend X is down (...)" lines."""
+    return str(getattr(exc, "message", exc)).split(" (")[0][:160]
 
 
 def backend_failed(exc: BaseException) -> bool:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from comfy_gen import observe
-from comfy_gen.backends import BackendPool, backend_failed
+from comfy_gen.backends import BackendPool, backend_failed, short_reason
 from comfy_gen.catalog import index_kept
 from comfy_gen.comfyui.events import Event, ExecutionError, ExecutionInterrupted as InterruptedEvent
 from comfy_gen.comfyui.events import ExecutionStart, ExecutionSuccess
@@ -347,7 +347,7 @@ def run_item(run: BatchRun, item: "RecipeItem") -> ItemResult:
             if not backend_failed(exc):
                 raise
             # The server is gone (past the client's retries and outage grace).
-            run.backends.mark_down(backend.name, exc.message.split(" (")[0][:160])
+            run.backends.mark_down(backend.name, short_reason(exc))
             if failed:
                 raise   # resubmitted elsewhere once already
             failed.append(backend.name)
