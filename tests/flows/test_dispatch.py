@@ -329,3 +329,29 @@ def test_every_backend_down_fails_fast_and_keeps_what_finished(backends_env, emu
     from comfy_gen.exit_codes import exit_code_for
 
     assert exit_code_for(info.value) == 2
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_job_finished_on_a_backend_whose_result_never_arrived_is_rendered_elsewhere_and_stored_once(
+        backends_env, emulator_factory, write_recipe):
+    keep, doomed = emulator_factory(), emulator_factory()
+    backends_env({"keep": keep.url, "doomed": doomed.url})
+    doomed.hold()
+
+    def finish_unseen() -> None:
+        doomed.wait_held(1)
+        doomed.faults.update({"http_5xx_rate": 1.0})   # every request fails from now on: results never arrive
+        doomed.release()                                # ... but its jobs do finish
+
+    breaker = threading.Thread(target=finish_unseen)
+    breaker.start()
+    summary = _render(write_recipe("unseen", RECIPE.format(name="unseen", backends="backends: [keep, doomed]")))
+    breaker.join(30)
+    assert doomed.wait_idle(30)
+    finished_there = doomed.stats()["jobs_completed"]
+    results = _results(summary)
+    assert finished_there >= 1                                                  # rendered on doomed ...
+    assert {r["backend"] for r in results} == {"keep"} and _completed(keep) == 12   # ... and again on keep
+    assert summary["counts"] == {"unvalidated": 12}
+    assert len(list(Path(summary["items_dir"]).glob("*.png"))) == 12            # stored once
+    assert len({r["item_id"] for r in results}) == len(results) == 12
