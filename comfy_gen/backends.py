@@ -15,8 +15,9 @@ renders on:
 * failover: ``mark_down(name)`` takes a backend out of dispatch; a later lease
   probes it (one ``/system_stats`` try) once its backoff has passed (1 s,
   doubling up to 30 s), and a backend that answers is used again. When every
-  candidate is down and none answers a probe, ``lease`` raises
-  ``AllBackendsDown`` at once: the run fails fast instead of retrying.
+  candidate is down, each is probed at once (unless it failed a probe since it
+  went down); when none answers, ``lease`` raises ``AllBackendsDown``: the run
+  fails fast instead of retrying.
 
 Where an item renders never enters its identity, job key or prompt ids, so the
 cache and resume are the same whichever backend rendered it.
@@ -73,6 +74,7 @@ class _State:
     next_probe: float = 0.0
     backoff: float = PROBE_BACKOFF
     probing: bool = False
+    probed: bool = False         # a probe failed since it was marked down
 
 
 def _preference(name: str, state: _State, models: tuple[str, ...]) -> tuple[Any, ...]:
@@ -178,15 +180,24 @@ class BackendPool:
                                   backends=tuple(exclude))
         backends = {name: self.get(name) for name in names}
         models = tuple(models)
+        thorough = False
         while True:
             if self.cancelled.is_set():
                 raise ExecutionInterrupted("The run was cancelled before this item was queued")
-            self._probe_due(names)
+            self._probe_due(names, thorough=thorough)
             with self._cond:
                 up = [n for n in names if not self._states[n].down]
                 if not up:
                     if any(self._states[n].probing for n in names):
                         self._cond.wait(_RECHECK)   # a probe under way decides
+                        continue
+                    unprobed = [n for n in names if not self._states[n].probed]
+                    if unprobed:
+                        # Fail fast only on evidence: each must have failed a probe
+                        # since it went down (a 5xx streak is not a dead server).
+                        for name in unprobed:
+                            self._states[name].next_probe = 0.0
+                        thorough = True
                         continue
                     raise self._all_down(names)
                 free = [n for n in up if self._load(backends[n]) < backends[n].capacity]
@@ -227,7 +238,7 @@ class BackendPool:
         with self._cond:
             state = self._states.setdefault(name, _State())
             if not state.down:
-                state.down, state.backoff = True, PROBE_BACKOFF
+                state.down, state.backoff, state.probed = True, PROBE_BACKOFF, False
                 log.warning("Backend %s is down%s; its items go to the other backends", name,
                             f" ({reason})" if reason else "")
             state.down_reason = reason or state.down_reason
@@ -244,8 +255,10 @@ class BackendPool:
         with self._cond:
             return bool(names) and all(self._states.get(n, _State()).down for n in names)
 
-    def _probe_due(self, names: list[str]) -> None:
-        """Probe (one try, outside the lock) each down backend whose backoff passed."""
+    def _probe_due(self, names: list[str], *, thorough: bool = False) -> None:
+        """Probe (outside the lock) each down backend whose backoff passed: one
+        ``/system_stats`` try, or with the client's retries when ``thorough`` (the
+        probe that decides whether the run fails fast)."""
         now = time.monotonic()
         due: list[str] = []
         with self._cond:
@@ -258,7 +271,7 @@ class BackendPool:
             backend = self._backends[name]
             alive = False
             try:
-                alive = backend.client.is_available()
+                alive = _answers(backend.client) if thorough else backend.client.is_available()
             finally:
                 with self._cond:
                     state = self._states[name]
@@ -267,6 +280,7 @@ class BackendPool:
                         state.down = False
                         log.warning("Backend %s is back; dispatching to it again", name)
                     else:
+                        state.probed = True
                         state.backoff = min(state.backoff * 2, PROBE_BACKOFF_MAX)
                         state.next_probe = time.monotonic() + state.backoff
                     self._cond.notify_all()
@@ -373,6 +387,17 @@ class _CancellableGate:
         finally:
             self._count(holding=-1)
             self.on_change()
+
+
+def _answers(client: "ComfyUIClient") -> bool:
+    """Whether the server answers ``/system_stats`` within the client's retries."""
+    from comfy_gen.errors import ComfyGenError
+
+    try:
+        client.system_stats()
+    except ComfyGenError:
+        return False
+    return True
 
 
 def short_reason(exc: BaseException) -> str:

@@ -320,10 +320,10 @@ def run_item(run: BatchRun, item: "RecipeItem") -> ItemResult:
     refinement = item.refinement
     submitted: list[str] = []
     failed: list[str] = []   # backends that died under this item
+    candidates = run.eligible.get(item.id, item.candidates)
     while True:
         # Dispatch: whichever eligible backend has a free slot, least busy first.
-        lease = run.backends.lease(run.eligible.get(item.id, item.candidates), models=item_models(item),
-                                   exclude=failed)
+        lease = run.backends.lease(candidates, models=item_models(item), exclude=failed)
         backend = lease.backend
 
         def on_submitted(prompt_id: str, backend_name: str = backend.name) -> None:
@@ -348,8 +348,10 @@ def run_item(run: BatchRun, item: "RecipeItem") -> ItemResult:
                 raise
             # The server is gone (past the client's retries and outage grace).
             run.backends.mark_down(backend.name, short_reason(exc))
-            if failed:
-                raise   # resubmitted elsewhere once already
+            if failed or set(candidates) <= {backend.name}:
+                # Resubmitted elsewhere once already, or nowhere else to go: the
+                # transient error stands (the flow's retries, then a lease decides).
+                raise
             failed.append(backend.name)
             log.warning("Item %s: backend %s failed (%s); rendering it on another backend",
                         item.id, backend.name, exc.message)

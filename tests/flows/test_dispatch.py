@@ -144,6 +144,15 @@ def test_a_down_backend_is_probed_and_used_again_once_it_answers(emulator_factor
         back.stop()
 
 
+def test_a_lone_backend_marked_down_that_answers_is_used_again_at_once(emulator_factory) -> None:
+    from comfy_gen.backends import BackendPool
+
+    emu = emulator_factory()
+    pool = BackendPool(Settings(backends={"a": emu.url}, gpu_gate="none"))
+    pool.mark_down("a", "HTTP 503 after 3 attempts")   # a 5xx streak, not a dead server
+    assert pool.lease(["a"]).backend.name == "a" and not pool.is_down("a")
+
+
 # --- settings and recipes: capacity, tags -----------------------------------------------------
 
 
