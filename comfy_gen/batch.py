@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from comfy_gen import observe
-from comfy_gen.backends import BackendPool
+from comfy_gen.backends import BackendPool, backend_failed, short_reason
 from comfy_gen.catalog import index_kept
 from comfy_gen.comfyui.events import Event, ExecutionError, ExecutionInterrupted as InterruptedEvent
 from comfy_gen.comfyui.events import ExecutionStart, ExecutionSuccess
@@ -78,6 +78,9 @@ class BatchRun:
     stage: StageRunner = direct_stage   # how each item's stages run (the flow: nested task runs)
     enhancer: "Enhancer | None" = None   # set by preflight when the items ask for prompt enhancement
     backends: BackendPool = field(init=False)
+    #: Item id -> the backends that passed preflight for it (set by preflight;
+    #: items not listed may use every backend the recipe names).
+    eligible: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _outstanding: dict[str, str] = field(default_factory=dict)   # prompt id -> backend
     _workflows: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -159,6 +162,7 @@ class BatchRun:
         with self._lock:
             self.cancelled.set()
             outstanding = dict(self._outstanding)
+        self.backends.wake()   # items waiting for a free backend stop waiting
         return sum(self._cancel(pid, backend) for pid, backend in outstanding.items())
 
     def _cancel(self, prompt_id: str, backend: str) -> bool:
@@ -328,28 +332,47 @@ def run_item(run: BatchRun, item: "RecipeItem") -> ItemResult:
     refinement = item.refinement
     original = item.params.prompt   # validators judge against what the recipe asked for
     item, enhanced = enhance_item(run, item)
-    backend = run.backends.lease(item.backend)
     submitted: list[str] = []
+    failed: list[str] = []   # backends that died under this item
+    candidates = run.eligible.get(item.id, item.candidates)
+    while True:
+        # Dispatch: whichever eligible backend has a free slot, least busy first.
+        lease = run.backends.lease(candidates, models=item_models(item), exclude=failed)
+        backend = lease.backend
 
-    def on_submitted(prompt_id: str) -> None:
-        submitted.append(prompt_id)
-        run.track(prompt_id, backend.name)
+        def on_submitted(prompt_id: str, backend_name: str = backend.name) -> None:
+            submitted.append(prompt_id)
+            run.track(prompt_id, backend_name)
 
-    try:
-        with refining_with(refiner_for(run.enhancer, enhanced)):  # the prompt_enhance strategy's variants
-            outcome: Outcome = run_attempts(
-                backend.client, workflow, item.params,
-                # Attempts land in this run's folder: overlapping runs never share files.
-                dest_dir=run.run_dir, name=item.id, validation=run.validation,
-                strategy=refinement.strategy, max_attempts=refinement.max_attempts,
-                validation_prompt=original, job_key=key + nonce, on_event=spans,
-                gate=observe.watch_gate(backend.gate, item.id,
-                                        validating=run.validation is not None and run.validation.active),
-                timeout=run.settings.job_timeout,
-                rng=random.Random(f"{item.id}{nonce}"), on_submitted=on_submitted, stage=run.stage,
-            )
-    finally:
-        run.untrack(submitted)
+        try:
+            with refining_with(refiner_for(run.enhancer, enhanced)):  # the prompt_enhance strategy's variants
+                outcome: Outcome = run_attempts(
+                    backend.client, workflow, item.params,
+                    # Attempts land in this run's folder: overlapping runs never share files.
+                    dest_dir=run.run_dir, name=item.id, validation=run.validation,
+                    strategy=refinement.strategy, max_attempts=refinement.max_attempts,
+                    validation_prompt=original, job_key=key + nonce, on_event=spans,
+                    gate=observe.watch_gate(lease.gate, item.id,
+                                            validating=run.validation is not None and run.validation.active),
+                    timeout=run.settings.job_timeout,
+                    rng=random.Random(f"{item.id}{nonce}"), on_submitted=on_submitted, stage=run.stage,
+                )
+            break
+        except ComfyGenError as exc:
+            if not backend_failed(exc):
+                raise
+            # The server is gone (past the client's retries and outage grace).
+            run.backends.mark_down(backend.name, short_reason(exc))
+            if failed or set(candidates) <= {backend.name}:
+                # Resubmitted elsewhere once already, or nowhere else to go: the
+                # transient error stands (the flow's retries, then a lease decides).
+                raise
+            failed.append(backend.name)
+            log.warning("Item %s: backend %s failed (%s); rendering it on another backend",
+                        item.id, backend.name, exc.message)
+        finally:
+            run.untrack(submitted)
+            lease.close()
     return finalize_item(run, item, key, outcome, tuple(spans.spans), time.monotonic() - started,
                          backend=backend.name, submitted=len(set(submitted)), enhanced=enhanced)
 
@@ -364,6 +387,12 @@ def enhance_item(run: BatchRun, item: "RecipeItem") -> tuple["RecipeItem", "Enha
     if enhanced is not None and enhanced.warning:
         log.warning("Item %s: %s", item.id, enhanced.warning)
     return dataclasses.replace(item, params=params), enhanced
+
+
+def item_models(item: "RecipeItem") -> tuple[str, ...]:
+    """The models an item's job loads (checkpoint, LoRAs): what model affinity compares."""
+    params = item.params
+    return tuple(name for name in (params.checkpoint, *(lora.name for lora in params.loras)) if name)
 
 
 def finalize_item(run: BatchRun, item: "RecipeItem", key: str, outcome: Outcome,

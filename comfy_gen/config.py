@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from comfy_gen.errors import ConfigError, ProblemListError
@@ -42,6 +42,37 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 PolicyTier = Literal["general", "mature", "explicit"]
+
+
+#: Backend names and tags: what a recipe may name (never a URL).
+BACKEND_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class BackendSpec(BaseModel):
+    """One named ComfyUI backend: its URL, how many jobs it may have outstanding
+    (``capacity``; None = ``gpu_limit``) and free-form ``tags`` (models, GPU class)
+    that a recipe can ask for instead of names. ``repr`` hides URL credentials."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str
+    capacity: int | None = Field(None, ge=1, description="Max jobs outstanding on this backend")
+    tags: tuple[Annotated[str, Field(pattern=BACKEND_NAME_PATTERN)], ...] = ()
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        problem = url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value.rstrip("/")
+
+    def __repr__(self) -> str:
+        from comfy_gen.urls import redact_url
+
+        return f"BackendSpec(url={redact_url(self.url)!r}, capacity={self.capacity!r}, tags={self.tags!r})"
+
+    __str__ = __repr__
 
 
 def _default_dir(name: str) -> Path:
@@ -60,9 +91,10 @@ class Settings(BaseSettings):
     comfyui_url: str = Field("http://127.0.0.1:8188", description="Default ComfyUI base URL")
     # NoDecode: pydantic-settings would JSON-decode these before our validators run
     # and fail with a message that names neither the variable nor the format.
-    backends: Annotated[dict[str, str], NoDecode] = Field(
+    backends: Annotated[dict[str, BackendSpec], NoDecode] = Field(
         default_factory=dict,
-        description='Named backends as JSON, e.g. {"gpu1": "http://127.0.0.1:8188"}; '
+        description='Named backends as JSON, e.g. {"gpu1": "http://127.0.0.1:8188"}, or with a capacity '
+        'and tags: {"gpu1": {"url": "http://...", "capacity": 3, "tags": ["sdxl"]}}; '
         '"default" is comfyui_url unless given here',
     )
     http_timeout: float = Field(30.0, allow_inf_nan=False, gt=0, description="Per-request timeout (s)")
@@ -220,7 +252,11 @@ class Settings(BaseSettings):
     @field_validator("backends", mode="before")
     @classmethod
     def _parse_backends(cls, value: Any) -> Any:
-        return _json_object(value, '{"gpu1": "http://127.0.0.1:8188"}')
+        value = _json_object(value, '{"gpu1": "http://127.0.0.1:8188"} or {"gpu1": {"url": "...", "capacity": 2}}')
+        if isinstance(value, dict):
+            # The short form (name -> URL) is the long form with only a URL.
+            value = {name: {"url": spec} if isinstance(spec, str) else spec for name, spec in value.items()}
+        return value
 
     @field_validator("comfyui_url")
     @classmethod
@@ -253,10 +289,12 @@ class Settings(BaseSettings):
 
     @field_validator("backends")
     @classmethod
-    def _check_backend_urls(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = [f"{name}: {problem}" for name, url in value.items() if (problem := url_problem(url))]
+    def _check_backend_names(cls, value: dict[str, BackendSpec]) -> dict[str, BackendSpec]:
+        import re
+
+        bad = [repr(name)[:70] for name in value if not re.fullmatch(BACKEND_NAME_PATTERN, name)]
         if bad:
-            raise ValueError("; ".join(bad))
+            raise ValueError(f"backend names must be letters, digits, '.', '_', '-' (got {', '.join(bad)})")
         return value
 
     @field_validator("api_tokens", mode="before")
@@ -333,8 +371,18 @@ class Settings(BaseSettings):
 
     def backend_urls(self) -> dict[str, str]:
         urls = {"default": self.comfyui_url.rstrip("/")}
-        urls.update({k: v.rstrip("/") for k, v in self.backends.items()})
+        urls.update({k: v.url for k, v in self.backends.items()})
         return urls
+
+    def backend_spec(self, name: str = "default") -> BackendSpec:
+        """The backend called ``name`` with its capacity resolved (ConfigError when unknown)."""
+        spec = self.backends.get(name) or BackendSpec(url=self.backend_url(name))
+        return spec if spec.capacity is not None else spec.model_copy(update={"capacity": self.gpu_limit})
+
+    def backends_tagged(self, tags: tuple[str, ...] | list[str]) -> list[str]:
+        """Names of the backends that carry every tag in ``tags``, sorted."""
+        wanted = set(tags)
+        return sorted(name for name, spec in self.backends.items() if wanted <= set(spec.tags))
 
     def backend_url(self, name: str = "default") -> str:
         urls = self.backend_urls()
@@ -504,6 +552,8 @@ def settings_error(exc: ValidationError) -> ConfigError:
         field = loc[0] if loc else "?"
         name = f"COMFY_GEN_{field.upper()}" + "".join(f"[{part}]" for part in loc[1:])
         message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        if field == "backends" and err.get("type") == "model_type":
+            message = 'must be a URL or an object like {"url": "http://...", "capacity": 2, "tags": ["sdxl"]}'
         # Values may be URLs with credentials (COMFY_GEN_COMFYUI_URL, a malformed
         # COMFY_GEN_BACKENDS): what is echoed is redacted.
         message = redact_text(message)

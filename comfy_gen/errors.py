@@ -20,6 +20,7 @@ assigned only at the edges (``comfy_gen.cli`` and the API), from one table each.
     │       └── FavoriteNotFound    the generation is not a favorite (HTTP 404)
     ├── ComfyUIError                talking to ComfyUI failed
     │   ├── ComfyUIUnavailable      connection refused / 5xx after retries  [transient]
+    │   ├── AllBackendsDown         every backend an item may use is down (exit 2; fail fast, no retry)
     │   ├── ComfyUITimeout          request or job wait timed out           [transient]
     │   ├── PromptRejected          400, or 200 with node_errors (.node_errors)
     │   ├── ExecutionFailed         execution_error (.node_id, .node_type, ...)
@@ -243,6 +244,21 @@ class ComfyUIUnavailable(ComfyUIError, TransientError):
     """The server cannot be reached, or answered 5xx after all retries."""
 
 
+class AllBackendsDown(ComfyUIError):
+    """Every backend an item may render on is down (``.backends``): the run stops
+    queueing instead of retrying, and keeps the items that finished. Not transient:
+    Prefect's retries would only wait for the same dead servers."""
+
+    def __init__(self, message: str, *, backends: tuple[str, ...] = (), hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.backends = tuple(backends)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["backends"] = list(self.backends)
+        return data
+
+
 class ComfyUITimeout(ComfyUIError, TransientError):
     """A request, or the wait for a job, ran past its timeout."""
 
@@ -411,9 +427,9 @@ def is_transient(exc: BaseException) -> bool:
 
 
 __all__ = [
-    "BatchFailed", "BucketNotFound", "CatalogError", "CatalogUnavailable", "CategoryError", "ComfyGenError",
-    "ComfyUIError", "ComfyUITimeout", "ComfyUIUnavailable", "CompositionError", "ConfigError", "EnhancementFailed",
-    "EnhancerUnavailable", "ExecutionFailed",
+    "AllBackendsDown", "BatchFailed", "BucketNotFound", "CatalogError", "CatalogUnavailable", "CategoryError",
+    "ComfyGenError", "ComfyUIError", "ComfyUITimeout", "ComfyUIUnavailable", "CompositionError", "ConfigError",
+    "EnhancementFailed", "EnhancerUnavailable", "ExecutionFailed",
     "ExecutionInterrupted", "FavoriteNotFound", "GenerationNotFound", "GpuGateUnavailable", "HubError", "HubUnavailable", "JobLost",
     "MetadataNotFound", "NotFound", "PathNotAllowed", "PolicyViolation", "PreflightError", "ProblemListError",
     "PromptRejected", "RecipeError", "ServiceBusy", "StorageAuthError", "StorageError", "StorageUnavailable",

@@ -22,6 +22,7 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (errors.PromptRejected, EXIT_CONFIG_ERROR),
     (errors.ComfyUIUnavailable, EXIT_CONFIG_ERROR),
     (errors.GpuGateUnavailable, EXIT_CONFIG_ERROR),  # like ComfyUIUnavailable: usually a wrong URL
+    (errors.AllBackendsDown, EXIT_CONFIG_ERROR),   # no server to render on, as ComfyUIUnavailable
     (errors.StorageAuthError, EXIT_CONFIG_ERROR),
     (errors.BucketNotFound, EXIT_CONFIG_ERROR),
     (errors.ComfyGenError, EXIT_FAILURE),

@@ -148,11 +148,12 @@ class GpuGate:
             yield
 
 
-def gate_for(settings: "Settings", url: str, name: str = "default") -> GpuGate:
+def gate_for(settings: "Settings", url: str, name: str = "default", *, limit: int | None = None) -> GpuGate:
     """The GPU gate of backend ``name`` at ``url`` as the settings configure it
-    (gpu_limit, gpu_gate and, for ``postgres``, the gate's database)."""
+    (``limit``: the backend's capacity, default gpu_limit; gpu_gate and, for
+    ``postgres``, the gate's database)."""
     database_url, setting = settings.gate_database_url() if settings.gpu_gate == "postgres" else (None, "")
-    return GpuGate(url, settings.gpu_limit, mode=settings.gpu_gate,
+    return GpuGate(url, limit or settings.gpu_limit, mode=settings.gpu_gate,
                    prefect_name=f"{settings.prefect_concurrency_name}:{name}",
                    database_url=database_url, database_setting=setting or "COMFY_GEN_GPU_GATE_DATABASE_URL",
                    connect_timeout=settings.connect_timeout)

@@ -140,7 +140,9 @@ def error_result(item: "RecipeItem", exc: BaseException) -> ItemResult:
     return ItemResult(
         item_id=str(item.id), index=int(item.index), verdict="error", source="none",
         prompt=item.params.prompt, seed=item.params.seed, labels=dict(item.labels),
-        grid=item.grid, backend=item.backend, error=str(exc), error_detail=detail,
+        # Where it failed is only known when it could go to one backend.
+        grid=item.grid, backend=item.candidates[0] if len(item.candidates) == 1 else None,
+        error=str(exc), error_detail=detail,
         prompt_id=str(prompt_id) if prompt_id else None,
         # A job that ComfyUI ran and failed still used the GPU: count it.
         jobs=1 if prompt_id else 0,

@@ -52,6 +52,7 @@ def table_rows(results: Sequence[ItemResult], *, settings: "Settings | None" = N
             # Every check's verdict, failures with why: "technical ✓ clip ✗ (23.1 < 25)".
             "checks": checks_cell(r.verdicts),
             "attempts": r.attempts,
+            "backend": r.backend or "",   # which server rendered it (dispatch picks one per item)
             "labels": ", ".join(f"{k}={v}" for k, v in r.labels.items()),
             "prompt": (r.prompt or "")[:80], "seed": r.seed, "item": r.item_id,
             "output": r.url or public_link(r.file, settings) or r.file or r.error or "",

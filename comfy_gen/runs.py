@@ -43,7 +43,7 @@ class RunPlan:
 
     @property
     def backends(self) -> list[str]:
-        return sorted({it.backend for it in self.items})
+        return sorted({name for it in self.items for name in it.candidates})
 
 
 def plan_run(recipe_path: str | Path, *, settings: Settings, backend: str | None = None,
@@ -53,7 +53,7 @@ def plan_run(recipe_path: str | Path, *, settings: Settings, backend: str | None
 
     ``confine`` keeps the path inside the recipe folders (a deployment parameter
     or an API request is not the person at the keyboard). ``backend`` replaces
-    each item's placement; ``upload`` None follows the recipe's output.upload
+    the backends each item may render on; ``upload`` None follows the recipe's output.upload
     when storage is configured. ``migrate`` renames items stored under an
     earlier id scheme so they are found, not rendered again.
     Raises RecipeError / ConfigError / UsageError for anything wrong.
@@ -71,7 +71,7 @@ def plan_run(recipe_path: str | Path, *, settings: Settings, backend: str | None
     migrated = migrate_items(settings, recipe, items) if migrate else 0
     if backend:
         settings.backend_url(backend)  # an unknown name fails here, before any work
-        items = [replace(it, backend=backend) for it in items]
+        items = [replace(it, backend=backend, backends=(backend,)) for it in items]
     if max_items is not None:
         items = items[:max_items]
     wanted = recipe.output.upload if upload is None else upload

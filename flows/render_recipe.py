@@ -28,7 +28,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from comfy_gen import batch, observe
 from comfy_gen.config import get_settings
-from comfy_gen.errors import (BatchFailed, ComfyGenError, HintContext, current_hint_context, hint_context,
+from comfy_gen.errors import (AllBackendsDown, BatchFailed, ComfyGenError, HintContext, current_hint_context, hint_context,
                               is_transient)
 from comfy_gen.results import VERDICT_LABELS, ItemResult, error_result
 from comfy_gen.runs import finish_run, plan_run, stage_tasks_wanted
@@ -211,6 +211,13 @@ def _render(recipe: str, *, force: bool, upload: bool | None, backend: str | Non
         logger.info("Done: %d items, %d rendered, %d stored earlier, %d ComfyUI jobs, pass rate %s, GPU busy %s",
                     summary.items, summary.rendered, summary.cached, summary.jobs, summary.pass_rate,
                     summary.gpu_busy_fraction)
+        if summary.failed and run.backends.all_down(plan.backends):
+            # Fail fast, as a lease did: retrying cannot help until a server is back.
+            raise AllBackendsDown(
+                f"Every backend of recipe {plan.recipe.name!r} is down ({', '.join(plan.backends)}): "
+                f"{summary.items - summary.failed} of {summary.items} items are stored, {summary.failed} "
+                f"were not rendered. Details: {run.run_dir / 'summary.json'}", backends=tuple(plan.backends),
+                hint="Start the ComfyUI server(s) and run again: stored items are not rendered again.")
         if summary.failed:
             raise BatchFailed(f"{summary.failed} of {summary.items} items of recipe {plan.recipe.name!r} "
                               f"failed; the others are stored. Details: {run.run_dir / 'summary.json'}",

@@ -37,6 +37,7 @@ STATUS_CODES: list[tuple[type[BaseException], int]] = [
     (errors.ConfigError, 422),
     (errors.ServiceBusy, 503),
     (errors.ComfyUIUnavailable, 503),
+    (errors.AllBackendsDown, 503),
     (errors.ComfyUITimeout, 504),
     (errors.PromptRejected, 422),
     (errors.ExecutionInterrupted, 409),

@@ -194,7 +194,7 @@ def expand_recipe(recipe: Recipe, *, settings: Settings | None = None, registry:
         items.append(RecipeItem(
             id=iid, index=len(items), params=params, workflow=recipe.workflow, backend=backend,
             labels=labels, grid=grid, categories=categories, validation=recipe.validation,
-            refinement=recipe.refinement, enhance=recipe.enhance))
+            refinement=recipe.refinement, enhance=recipe.enhance, backends=recipe.backends))
     return Expansion(items=items, rows_axis=rows_dim.key if rows_dim else None,
                      cols_axis=cols_dim.key if cols_dim else None, tier=tier)
 
@@ -205,9 +205,9 @@ def expand(recipe: Recipe, *, settings: Settings | None = None, registry: Any = 
 
 
 def _backend_for(recipe: Recipe, params: GenerationParams) -> str:
-    # The preferred placement, chosen from the params hash (not the item index)
-    # so reordering a recipe moves no item to another backend. Placement only:
-    # it is not part of the item's identity.
+    # The v1 placement (a params hash over the recipe's backends), kept only so
+    # runs.migrate_items can recompute v1 ids. Rendering dispatches over all of
+    # ``recipe.backends`` (comfy_gen.backends.BackendPool.lease).
     if len(recipe.backends) == 1:
         return recipe.backends[0]
     h = int(digest({"workflow": recipe.workflow, "params": params.to_dict()})[:8], 16)

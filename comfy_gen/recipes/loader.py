@@ -106,6 +106,11 @@ def _add_schema_error(err: Any, out: ProblemCollector) -> None:
 
             _add_schema_error(jsonschema.exceptions.best_match(relevant), out)
             return
+        if path and path[-1] == "backends":
+            # Never echoed: a pasted URL may carry credentials.
+            out.add(path, "must be a list of backend names from settings (COMFY_GEN_BACKENDS or 'default') "
+                          "or {tags: [...]}, not a URL or credentials")
+            return
         description = err.schema.get("description", "a different value")
         out.add(path, f"{_short(err.instance)} is not valid here: expected {_lower_first(description)}")
         return

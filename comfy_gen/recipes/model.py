@@ -172,7 +172,9 @@ class Recipe:
 @dataclass(frozen=True)
 class RecipeItem:
     """One fully resolved render. ``id`` hashes workflow + params (what is
-    rendered); ``backend`` is only where it is preferably placed."""
+    rendered). ``backends`` are where it may render (the run dispatches it to
+    whichever has a free slot); ``backend`` is the placement the v1 scheme
+    chose by a params hash, kept only to find items stored under v1 ids."""
 
     id: str
     index: int
@@ -186,11 +188,18 @@ class RecipeItem:
     refinement: RefinementConfig = field(default_factory=RefinementConfig)
     #: The prompt enhancer: ``params.prompt`` stays the original; it is enhanced when the item renders.
     enhance: EnhanceOptions = field(default_factory=EnhanceOptions)
+    backends: tuple[str, ...] = ()
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        """The backends this item may render on (its placement when none are listed)."""
+        return self.backends or (self.backend,)
 
     def to_dict(self) -> dict[str, Any]:
         data = {
             "id": self.id, "index": self.index, "params": self.params.to_dict(),
-            "workflow": self.workflow, "backend": self.backend, "labels": dict(self.labels),
+            "workflow": self.workflow, "backend": self.backend, "backends": list(self.backends),
+            "labels": dict(self.labels),
             "grid": list(self.grid) if self.grid is not None else None,
             "categories": list(self.categories), "validation": self.validation.to_dict(),
             "refinement": self.refinement.to_dict(),
@@ -212,4 +221,5 @@ class RecipeItem:
             validation=ValidationConfig.from_dict(data.get("validation")),
             refinement=RefinementConfig.from_dict(data.get("refinement")),
             enhance=EnhanceOptions.from_dict(data.get("enhance")),
+            backends=tuple(data.get("backends") or ()),
         )

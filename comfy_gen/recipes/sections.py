@@ -342,10 +342,20 @@ def check_refs(data: dict[str, Any], out: Any, *, settings: Settings) -> tuple[s
     if "backend" in data and "backends" in data:
         out.add(["backends"], "use either backend or backends, not both")
     raw = data.get("backends", data.get("backend", "default"))
-    entries: list[tuple[list[Any], Any]] = (
-        [(["backends", i], n) for i, n in enumerate(raw)] if isinstance(raw, list) else [(["backend"], raw)])
     known = settings.backend_urls()
     backends: list[str] = []
+    if isinstance(raw, dict):
+        tags = raw.get("tags")
+        if isinstance(tags, list) and tags and all(isinstance(t, str) and _NAME_RE.fullmatch(t) for t in tags):
+            backends = settings.backends_tagged(tags)
+            if not backends:
+                carried = sorted({t for spec in settings.backends.values() for t in spec.tags})
+                out.add(["backends", "tags"],
+                        f"no backend in settings carries tag(s) {', '.join(map(repr, tags))} "
+                        f"(tags in settings: {', '.join(carried) or 'none'}); add tags to COMFY_GEN_BACKENDS")
+        raw = []  # the schema reported any other shape
+    entries: list[tuple[list[Any], Any]] = (
+        [(["backends", i], n) for i, n in enumerate(raw)] if isinstance(raw, list) else [(["backend"], raw)])
     for path, name in entries:
         if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
             continue  # the schema reported it without echoing a possible URL/credential

@@ -26,7 +26,7 @@ def _error(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
     ("COMFY_GEN_GPU_LIMIT", "0", "COMFY_GEN_GPU_LIMIT='0': Input should be greater than or equal to 1"),
     # BACKENDS values are never echoed: a broken one may hold credentials.
     ("COMFY_GEN_BACKENDS", "not json", "COMFY_GEN_BACKENDS: must be a JSON object"),
-    ("COMFY_GEN_BACKENDS", '{"a": 1}', "COMFY_GEN_BACKENDS[a]: Input should be a valid string"),
+    ("COMFY_GEN_BACKENDS", '{"a": 1}', "COMFY_GEN_BACKENDS[a]: must be a URL or an object like"),
     ("COMFY_GEN_INPUT_DIRS", "[oops", "COMFY_GEN_INPUT_DIRS='[oops': must be a JSON list of folders"),
     ("COMFY_GEN_COMFYUI_ARGS", '--port "1', "COMFY_GEN_COMFYUI_ARGS='--port \"1': must be a JSON list"),
     ("COMFY_GEN_POLICY_TIER", "xxx", "COMFY_GEN_POLICY_TIER='xxx': Input should be 'general'"),
