@@ -6,7 +6,8 @@ import random
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-_FIELDS = ("http_5xx_rate", "http_5xx_next", "ws_drop_after", "error_node_class", "step_time", "seed")
+_FIELDS = ("http_5xx_rate", "http_5xx_next", "ws_drop_after", "error_node_class", "step_time",
+           "model_switch_time", "seed")
 
 
 @dataclass
@@ -19,6 +20,8 @@ class Faults:
     - ``ws_drop_after``: each socket is cut (no close frame) after N messages.
     - ``error_node_class``: nodes of this class fail at run time (execution_error).
     - ``step_time``: seconds per sampler step; ``None`` uses the emulator default.
+    - ``model_switch_time``: seconds a job spends loading models when its checkpoint
+      or LoRA set differs from the previous job's; ``None`` uses the emulator default.
     The ``/_emulator/*`` control routes are never faulted.
     """
 
@@ -27,6 +30,7 @@ class Faults:
     ws_drop_after: int | None = None
     error_node_class: str | None = None
     step_time: float | None = None
+    model_switch_time: float | None = None
     seed: int = 0
     _rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)
     _served_next: int = field(default=0, repr=False)
@@ -66,9 +70,12 @@ class Faults:
         return None
 
 
+_NULLABLE = ("ws_drop_after", "error_node_class", "step_time", "model_switch_time")
+
+
 def _coerce(key: str, value: Any) -> Any:
     if value is None:
-        return None if key in ("ws_drop_after", "error_node_class", "step_time") else _default(key)
+        return None if key in _NULLABLE else _default(key)
     if key == "http_5xx_rate":
         rate = float(value)
         if not 0.0 <= rate <= 1.0:
@@ -76,7 +83,7 @@ def _coerce(key: str, value: Any) -> Any:
         return rate
     if key in ("http_5xx_next", "seed", "ws_drop_after"):
         return int(value)
-    if key == "step_time":
+    if key in ("step_time", "model_switch_time"):
         return max(0.0, float(value))
     return str(value)
 
