@@ -19,6 +19,10 @@ An item whose sidecar has the same job_key and whose image exists is done and
 is never sent again, whichever process or run rendered it. Prompt ids are
 derived from the job_key, so a run that was killed mid-batch and started again
 adopts jobs ComfyUI already queued or finished instead of rendering them twice.
+
+Order: ``submission_order`` groups the items to render by the models they load
+(``comfy_gen.affinity``) and sets ``BatchRun.turns``, so each item's first job
+reaches the GPU gate in that order; ids, job keys and names do not change.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from comfy_gen import observe
+from comfy_gen.affinity import Signatures, TurnOrder, affinity_order
 from comfy_gen.backends import BackendPool
 from comfy_gen.catalog import index_kept
 from comfy_gen.comfyui.events import Event, ExecutionError, ExecutionInterrupted as InterruptedEvent
@@ -76,6 +81,7 @@ class BatchRun:
     cancelled: threading.Event = field(default_factory=threading.Event)
     stage: StageRunner = direct_stage   # how each item's stages run (the flow: nested task runs)
     backends: BackendPool = field(init=False)
+    turns: TurnOrder | None = None   # first-job order at the GPU gates (set by submission_order)
     _outstanding: dict[str, str] = field(default_factory=dict)   # prompt id -> backend
     _workflows: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -170,6 +176,27 @@ class BatchRun:
         self.backends.close()
         if self.validation is not None:
             self.validation.close()
+
+
+def submission_order(run: BatchRun, items: "tuple[RecipeItem, ...] | list[RecipeItem]") -> "tuple[RecipeItem, ...]":
+    """``items`` in the order to render them: grouped by model signature when
+    ``settings.model_affinity`` is on, and the run's turn order set to match
+    (one lane per placed backend). Off: recipe order, no turn order."""
+    if not run.settings.model_affinity:
+        return tuple(items)
+    signatures = Signatures(run.workflow)
+
+    def signature(item: "RecipeItem") -> tuple[str, ...]:
+        try:
+            return signatures(item.workflow, item.params)
+        except ComfyGenError:  # the item fails when it renders, with its own error
+            return ()
+
+    ordered = tuple(affinity_order(items, signature))
+    # Lane = the backend the item is placed on: an item never waits for another backend's turn.
+    run.turns = TurnOrder.of(ordered, item_id=lambda it: it.id, lane=lambda it: it.backend,
+                             cancelled=run.cancelled)
+    return ordered
 
 
 @dataclass(frozen=True)
@@ -299,6 +326,17 @@ class _SpanRecorder:
 
 def run_item(run: BatchRun, item: "RecipeItem") -> ItemResult:
     """Render one recipe item (unless cached), validate, refine, store, upload."""
+    turns = run.turns
+    if turns is None:
+        return _run_item(run, item)
+    turns.started(item.id)
+    try:
+        return _run_item(run, item)
+    finally:
+        turns.passed(item.id)  # cached, failed or done: the next item of its lane may go
+
+
+def _run_item(run: BatchRun, item: "RecipeItem") -> ItemResult:
     started = time.monotonic()
     if run.cancelled.is_set():
         raise ExecutionInterrupted("The run was cancelled before this item started")
@@ -320,6 +358,10 @@ def run_item(run: BatchRun, item: "RecipeItem") -> ItemResult:
     def on_submitted(prompt_id: str) -> None:
         submitted.append(prompt_id)
         run.track(prompt_id, backend.name)
+        if run.turns is not None:
+            run.turns.passed(item.id)  # queued: the next job may follow it into ComfyUI's queue
+
+    gate = backend.gate if run.turns is None else run.turns.gate(item.id, backend.gate)
 
     try:
         outcome: Outcome = run_attempts(
@@ -328,7 +370,7 @@ def run_item(run: BatchRun, item: "RecipeItem") -> ItemResult:
             dest_dir=run.run_dir, name=item.id, validation=run.validation,
             strategy=refinement.strategy, max_attempts=refinement.max_attempts,
             validation_prompt=item.params.prompt, job_key=key + nonce, on_event=spans,
-            gate=observe.watch_gate(backend.gate, item.id,
+            gate=observe.watch_gate(gate, item.id,
                                     validating=run.validation is not None and run.validation.active),
             timeout=run.settings.job_timeout,
             rng=random.Random(f"{item.id}{nonce}"), on_submitted=on_submitted, stage=run.stage,
