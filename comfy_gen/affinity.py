@@ -13,10 +13,9 @@ only the order of processing changes):
 * ``TurnOrder``: the order in which items waiting for the GPU bound get a slot.
   Submitting items in order is not enough: every item thread composes its job
   and then races for a free slot, and whichever thread wins goes next. Each
-  item's *first* job waits for its turn in its lane (the backend it is placed
-  on) and passes the turn on once it is queued, so jobs reach each ComfyUI in
-  exactly the affinity order. The bound stays full: a turn is held only by an
-  item that is itself waiting at the gate or about to be.
+  item's *first* job waits until the items of the earlier groups of its lane
+  (the backend it is placed on) are queued, so jobs reach each ComfyUI group by
+  group. Within a group any ready item goes first, so the bound stays full.
 * ``prefer``: which backend an item should lease, given the backends' states
   (the dispatcher calls it): a free one that already has the item's models.
 """
@@ -139,35 +138,36 @@ def prefer(candidates: Sequence[BackendState], models: ModelSignature | None) ->
 
 
 class _Lane:
-    def __init__(self, ids: Sequence[str]) -> None:
-        self.ids = list(ids)
-        self.head = 0                 # index of the first item whose turn has not passed
-        self.since = time.monotonic()  # when ``head`` last moved
-
-    @property
-    def current(self) -> str | None:
-        return self.ids[self.head] if self.head < len(self.ids) else None
+    def __init__(self, groups: Sequence[Sequence[str]]) -> None:
+        self.groups = [list(g) for g in groups]
+        self.left = [len(g) for g in self.groups]   # items per group whose turn has not passed
+        self.head = 0                     # the first group with an item whose turn has not passed
+        self.since: float | None = None   # when ``head`` last moved (or the lane's first wait)
 
 
 class TurnOrder:
-    """Items' first GPU-gate entries, in a fixed order per lane (one lane per backend).
+    """Items' first GPU-gate entries, group by group per lane (one lane per backend).
 
     ``started(id)`` when an item begins; ``gate(id, inner)`` wraps the item's GPU
-    gate: its first entry waits until every earlier item of its lane has passed
-    its turn. A turn passes (``passed(id)``) once the item's first job is queued,
-    when it leaves the gate, or when the item ends without using it (cached,
-    failed, cancelled). Later entries (refinement attempts, retries) never wait.
+    gate: its first entry waits until every item of the earlier groups of its
+    lane has passed its turn. Within a group (items with the same models) any
+    ready item goes first, so a slow-starting item never idles the GPU; between
+    groups the order is strict, so each backend switches models once per group.
+    A turn passes (``passed(id)``) once the item's first job is queued, when it
+    leaves the gate, or when the item ends without using it (cached, failed,
+    cancelled). Later entries (refinement attempts, retries) never wait.
 
-    Safety net: if the item whose turn it is has not even started after
-    ``stall`` seconds (a task that never ran), its turn is skipped, so a lane
-    can be delayed but never blocked. Waits end with ``ExecutionInterrupted``
+    Safety net: items of the open group that have not even started ``stall``
+    seconds after the group opened (a task that never ran) are skipped, so a
+    lane can be delayed but never blocked. Waits end with ``ExecutionInterrupted``
     once ``cancelled`` is set.
     """
 
-    def __init__(self, lanes: Mapping[str, Sequence[str]], *, cancelled: threading.Event | None = None,
-                 stall: float = 30.0) -> None:
-        self._lanes = {name: _Lane(ids) for name, ids in lanes.items()}
-        self._lane_of = {item_id: name for name, ids in lanes.items() for item_id in ids}
+    def __init__(self, lanes: Mapping[str, Sequence[Sequence[str]]], *,
+                 cancelled: threading.Event | None = None, stall: float = 30.0) -> None:
+        self._lanes = {name: _Lane(groups) for name, groups in lanes.items()}
+        self._where = {item_id: (name, index) for name, groups in lanes.items()
+                       for index, group in enumerate(groups) for item_id in group}
         self._passed: set[str] = set()
         self._started: set[str] = set()
         self._cond = threading.Condition()
@@ -176,11 +176,19 @@ class TurnOrder:
 
     @classmethod
     def of(cls, items: Iterable[T], *, item_id: Callable[[T], str], lane: Callable[[T], str],
-           cancelled: threading.Event | None = None, stall: float = 30.0) -> "TurnOrder":
-        """Lanes from ``items`` in the order given (the submission order)."""
-        lanes: dict[str, list[str]] = {}
-        for item in items:
-            lanes.setdefault(lane(item), []).append(item_id(item))
+           group: Callable[[T], Hashable] | None = None, cancelled: threading.Event | None = None,
+           stall: float = 30.0) -> "TurnOrder":
+        """Lanes from ``items`` in the order given (the submission order); consecutive
+        items of a lane with the same ``group`` key form a group (no key: one item each)."""
+        lanes: dict[str, list[list[str]]] = {}
+        keys: dict[str, Hashable] = {}
+        for n, item in enumerate(items):
+            name, key = lane(item), (group(item) if group is not None else n)
+            groups = lanes.setdefault(name, [])
+            if not groups or keys[name] != key:
+                groups.append([])
+            groups[-1].append(item_id(item))
+            keys[name] = key
         return cls(lanes, cancelled=cancelled, stall=stall)
 
     def started(self, item_id: str) -> None:
@@ -188,26 +196,29 @@ class TurnOrder:
             self._started.add(item_id)
 
     def passed(self, item_id: str) -> None:
-        """The item's turn is over (idempotent); the next item of its lane may go."""
+        """The item's turn is over (idempotent); the next group of its lane may go."""
         with self._cond:
-            if item_id in self._passed or item_id not in self._lane_of:
-                return
-            self._passed.add(item_id)
-            self._advance(self._lanes[self._lane_of[item_id]])
-            self._cond.notify_all()
+            if item_id not in self._passed and item_id in self._where:
+                self._pass(item_id)
+                self._cond.notify_all()
 
     def wait(self, item_id: str) -> None:
-        """Block until it is ``item_id``'s turn (at once for an unknown or passed item)."""
+        """Block until ``item_id``'s group is open (at once for an unknown or passed item)."""
         with self._cond:
-            lane = self._lanes.get(self._lane_of.get(item_id, ""))
-            while lane is not None and item_id not in self._passed and lane.current != item_id:
+            name, index = self._where.get(item_id, ("", -1))
+            lane = self._lanes.get(name)
+            while lane is not None and item_id not in self._passed and lane.head < index:
                 if self._cancelled.is_set():
                     raise ExecutionInterrupted("The run was cancelled before this job was queued")
-                current = lane.current
-                if (current is not None and current not in self._started
-                        and time.monotonic() - lane.since > self._stall):
-                    self._passed.add(current)  # never started: skip it, do not block the lane
-                    self._advance(lane)
+                now = time.monotonic()
+                if lane.since is None:  # not from construction: preflight may take minutes
+                    lane.since = now
+                if now - lane.since > self._stall:
+                    # Items of the open group that never started: skip them, do not block the lane.
+                    for other in lane.groups[lane.head]:
+                        if other not in self._passed and other not in self._started:
+                            self._pass(other)
+                    lane.since = now
                     continue
                 self._cond.wait(timeout=0.25)  # wakes on passed(); the timeout re-checks cancel/stall
 
@@ -215,9 +226,13 @@ class TurnOrder:
         """``inner`` (the GPU gate), entered for the first time only on ``item_id``'s turn."""
         return _TurnGate(self, item_id, inner)
 
-    def _advance(self, lane: _Lane) -> None:
+    def _pass(self, item_id: str) -> None:
+        self._passed.add(item_id)
+        name, index = self._where[item_id]
+        lane = self._lanes[name]
+        lane.left[index] -= 1
         moved = False
-        while lane.current is not None and lane.current in self._passed:
+        while lane.head < len(lane.groups) and lane.left[lane.head] == 0:
             lane.head += 1
             moved = True
         if moved:

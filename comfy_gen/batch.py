@@ -181,7 +181,7 @@ class BatchRun:
 def submission_order(run: BatchRun, items: "tuple[RecipeItem, ...] | list[RecipeItem]") -> "tuple[RecipeItem, ...]":
     """``items`` in the order to render them: grouped by model signature when
     ``settings.model_affinity`` is on, and the run's turn order set to match
-    (one lane per placed backend). Off: recipe order, no turn order."""
+    (one lane per placed backend, a group per signature). Off: recipe order, no turn order."""
     if not run.settings.model_affinity:
         return tuple(items)
     signatures = Signatures(run.workflow)
@@ -195,7 +195,7 @@ def submission_order(run: BatchRun, items: "tuple[RecipeItem, ...] | list[Recipe
     ordered = tuple(affinity_order(items, signature))
     # Lane = the backend the item is placed on: an item never waits for another backend's turn.
     run.turns = TurnOrder.of(ordered, item_id=lambda it: it.id, lane=lambda it: it.backend,
-                             cancelled=run.cancelled)
+                             group=signature, cancelled=run.cancelled)
     return ordered
 
 

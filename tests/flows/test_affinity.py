@@ -97,9 +97,9 @@ def _race(turns: TurnOrder, ids: list[str], *, skip: frozenset[str] = frozenset(
     return entered
 
 
-def test_turn_order_lets_items_through_in_lane_order_whatever_the_thread_order() -> None:
+def test_turn_order_without_groups_lets_items_through_in_lane_order_whatever_the_thread_order() -> None:
     ids = [f"i{n}" for n in range(8)]
-    turns = TurnOrder({"a": ids[::2], "b": ids[1::2]})
+    turns = TurnOrder.of(ids, item_id=str, lane=lambda i: "ab"[int(i[1:]) % 2])
     entered = _race(turns, ids, skip=frozenset({"i2"}))
     assert [i for i in entered if i in ids[::2]] == ["i0", "i4", "i6"]
     assert [i for i in entered if i in ids[1::2]] == ["i1", "i3", "i5", "i7"]
@@ -107,11 +107,18 @@ def test_turn_order_lets_items_through_in_lane_order_whatever_the_thread_order()
     assert sorted(_race(turns, ["i0", "zz"])) == ["i0", "zz"]
 
 
+def test_turn_order_with_groups_is_strict_between_groups_only() -> None:
+    ids = ["a1", "a2", "a3", "b1", "b2", "c1"]
+    turns = TurnOrder.of(ids, item_id=str, lane=lambda i: "gpu", group=lambda i: i[0])
+    entered = _race(turns, ids)
+    assert set(entered[:3]) == {"a1", "a2", "a3"} and set(entered[3:5]) == {"b1", "b2"} and entered[5] == "c1"
+
+
 def test_turn_order_skips_an_item_that_never_starts_and_ends_waits_on_cancel() -> None:
-    turns = TurnOrder({"a": ["never", "x"]}, stall=0.2)
+    turns = TurnOrder({"a": [["never"], ["x"]]}, stall=0.2)
     assert _race(turns, ["x"]) == ["x"]  # "never" did not start: skipped, not waited for forever
     cancelled = threading.Event()
-    turns = TurnOrder({"a": ["first", "second"]}, cancelled=cancelled)
+    turns = TurnOrder({"a": [["first"], ["second"]]}, cancelled=cancelled)
     turns.started("first")
     cancelled.set()
     with pytest.raises(ExecutionInterrupted):
