@@ -70,7 +70,13 @@ def run_case(tmp: Path, *, per_checkpoint: int, job_seconds: float, switch_secon
     return {"affinity": affinity, "backends": backends, "items": summary["items"], "rendered": summary["rendered"],
             "wall": wall, "switches": {n: s["model_switches"] for n, s in stats.items()},
             "jobs": {n: s["jobs_completed"] for n, s in stats.items()},
-            "busy": {n: busy_fraction(s["busy"]) for n, s in stats.items()}}
+            "busy": {n: busy_fraction(s["busy"]) for n, s in stats.items()}, "span": _span(stats)}
+
+
+def _span(stats: dict) -> float:
+    """First job start to last job end over every emulator (one host: one monotonic clock)."""
+    intervals = [i for s in stats.values() for i in s["busy"]]
+    return max(end for _, end in intervals) - min(start for start, _ in intervals) if intervals else 0.0
 
 
 def compare(tmp: Path, *, per_checkpoint: int, job_seconds: float, switch_seconds: float,
@@ -117,15 +123,16 @@ def main() -> None:
                                  switch_seconds=args.switch_seconds, backends=count)
         print(_row(off, args.job_seconds, args.switch_seconds))
         print(_row(on, args.job_seconds, args.switch_seconds), flush=True)
-        ratios.append((count, ratio))
-    for count, ratio in ratios:
-        print(f"\n{count} backend(s): affinity {ratio:.2f}x faster than recipe order (target >= {TARGET}x)")
+        ratios.append((count, ratio, off["span"] / on["span"]))
+    for count, ratio, span in ratios:
+        print(f"\n{count} backend(s): affinity {ratio:.2f}x faster than recipe order in wall time, "
+              f"{span:.2f}x in batch span (target >= {TARGET}x)")
 
 
 def measure(quick: bool = False) -> list[dict]:
     """bench/run_all.py hook: the speed-up with affinity on one and on two backends
-    (full: 3 x 40 items, 0.5 s jobs and switches; quick: 3 x 10 items, 0.2 s)."""
-    per_checkpoint, job = (10, 0.2) if quick else (40, 0.5)
+    (full: 3 x 40 items, 0.5 s jobs and switches; quick: 3 x 20 items, 0.3 s)."""
+    per_checkpoint, job = (20, 0.3) if quick else (40, 0.5)
     tmp = Path(tempfile.mkdtemp(prefix="bench-affinity-"))
     _setup(tmp)
     warm_up(tmp)
@@ -133,11 +140,16 @@ def measure(quick: bool = False) -> list[dict]:
     for count in (1, 2):
         off, on, ratio = compare(tmp, per_checkpoint=per_checkpoint, job_seconds=job, switch_seconds=job,
                                  backends=count)
+        # Quick sizes: judged on the batch span, since the flow's fixed start (several
+        # seconds on a busy machine) is as long as the whole batch; full sizes: on wall time.
+        judged = off["span"] / on["span"] if quick else ratio
         rows.append({"metric": f"3 checkpoints x {per_checkpoint} interleaved, {count} backend(s), "
-                               f"{job} s jobs + {job} s switches: affinity vs recipe order",
-                     "value": f"{ratio:.2f}x ({off['wall']:.0f} s -> {on['wall']:.0f} s; switches "
+                               f"{job} s jobs + {job} s switches: affinity vs recipe order"
+                               + (" (batch span)" if quick else " (wall)"),
+                     "value": f"{judged:.2f}x (wall {off['wall']:.0f} s -> {on['wall']:.0f} s, span "
+                              f"{off['span']:.0f} s -> {on['span']:.0f} s; switches "
                               f"{sum(off['switches'].values())} -> {sum(on['switches'].values())})",
-                     "target": f">= {TARGET}x", "met": ratio >= TARGET})
+                     "target": f">= {TARGET}x", "met": judged >= TARGET})
     return rows
 
 
