@@ -82,6 +82,7 @@ class BatchRun:
     stage: StageRunner = direct_stage   # how each item's stages run (the flow: nested task runs)
     backends: BackendPool = field(init=False)
     turns: TurnOrder | None = None   # first-job order at the GPU gates (set by submission_order)
+    _signatures: Signatures | None = None
     _outstanding: dict[str, str] = field(default_factory=dict)   # prompt id -> backend
     _workflows: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -117,6 +118,18 @@ class BatchRun:
             found = self.store.find_existing(self.folder, item_id)
             return found if found is not None else self.store.item_path(self.folder, item_id)
         return self.store.item_path(self.folder, item_id, ext)
+
+    def models_of(self, item: "RecipeItem") -> tuple[str, ...]:
+        """The checkpoints and LoRAs ``item`` loads (``affinity.ModelSignature``), memoised;
+        () when its graph cannot be composed (the item fails later with its own error)."""
+        with self._lock:
+            if self._signatures is None:
+                self._signatures = Signatures(self.workflow)
+            signatures = self._signatures
+        try:
+            return signatures(item.workflow, item.params)
+        except ComfyGenError:
+            return ()
 
     # -- shared resources ----------------------------------------------------
     def workflow(self, name: str) -> dict[str, Any]:
@@ -184,18 +197,10 @@ def submission_order(run: BatchRun, items: "tuple[RecipeItem, ...] | list[Recipe
     (one lane per placed backend, a group per signature). Off: recipe order, no turn order."""
     if not run.settings.model_affinity:
         return tuple(items)
-    signatures = Signatures(run.workflow)
-
-    def signature(item: "RecipeItem") -> tuple[str, ...]:
-        try:
-            return signatures(item.workflow, item.params)
-        except ComfyGenError:  # the item fails when it renders, with its own error
-            return ()
-
-    ordered = tuple(affinity_order(items, signature))
+    ordered = tuple(affinity_order(items, run.models_of))
     # Lane = the backend the item is placed on: an item never waits for another backend's turn.
     run.turns = TurnOrder.of(ordered, item_id=lambda it: it.id, lane=lambda it: it.backend,
-                             group=signature, cancelled=run.cancelled)
+                             group=run.models_of, cancelled=run.cancelled)
     return ordered
 
 
