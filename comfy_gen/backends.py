@@ -77,12 +77,17 @@ class _State:
     probed: bool = False         # a probe failed since it was marked down
 
 
-def _preference(name: str, state: _State, models: tuple[str, ...]) -> tuple[Any, ...]:
-    """Sort key among backends with a free slot: least outstanding work, then the
-    backend whose last job used the same models, then the name (stable).
-    One small function so a model-affinity policy can replace it."""
-    same_models = bool(models) and state.last_models == models
-    return (state.outstanding, not same_models, name)
+def _choose(free: list[str], states: dict[str, "_State"], backends: dict[str, "Backend"],
+            models: tuple[str, ...]) -> str:
+    """Among backends with a free slot: one that already has the item's models
+    loaded, else the least outstanding work; ties by name (``affinity.prefer``)."""
+    from comfy_gen.affinity import BackendState, prefer
+
+    candidates = [BackendState(n, states[n].outstanding, backends[n].capacity, states[n].last_models or None)
+                  for n in sorted(free)]
+    chosen = prefer(candidates, models or None)
+    assert chosen is not None  # free is never empty here
+    return chosen.name
 
 
 class Lease:
@@ -202,7 +207,7 @@ class BackendPool:
                     raise self._all_down(names)
                 free = [n for n in up if self._load(backends[n]) < backends[n].capacity]
                 if free:
-                    name = min(free, key=lambda n: _preference(n, self._states[n], models))
+                    name = _choose(free, self._states, backends, models)
                     state = self._states[name]
                     state.reserved += 1
                     state.outstanding += 1

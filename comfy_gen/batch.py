@@ -19,6 +19,10 @@ An item whose sidecar has the same job_key and whose image exists is done and
 is never sent again, whichever process or run rendered it. Prompt ids are
 derived from the job_key, so a run that was killed mid-batch and started again
 adopts jobs ComfyUI already queued or finished instead of rendering them twice.
+
+Order: ``submission_order`` groups the items to render by the models they load
+(``comfy_gen.affinity``) and sets ``BatchRun.turns``, so each item's first job
+reaches the GPU gate in that order; ids, job keys and names do not change.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from comfy_gen import observe
+from comfy_gen.affinity import Signatures, TurnOrder, affinity_order
 from comfy_gen.backends import BackendPool, backend_failed, short_reason
 from comfy_gen.catalog import index_kept
 from comfy_gen.comfyui.events import Event, ExecutionError, ExecutionInterrupted as InterruptedEvent
@@ -81,6 +86,8 @@ class BatchRun:
     #: Item id -> the backends that passed preflight for it (set by preflight;
     #: items not listed may use every backend the recipe names).
     eligible: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    turns: TurnOrder | None = None   # first-job order at the GPU gates (set by submission_order)
+    _signatures: Signatures | None = None
     _outstanding: dict[str, str] = field(default_factory=dict)   # prompt id -> backend
     _workflows: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -116,6 +123,18 @@ class BatchRun:
             found = self.store.find_existing(self.folder, item_id)
             return found if found is not None else self.store.item_path(self.folder, item_id)
         return self.store.item_path(self.folder, item_id, ext)
+
+    def models_of(self, item: "RecipeItem") -> tuple[str, ...]:
+        """The checkpoints and LoRAs ``item`` loads (``affinity.ModelSignature``), memoised;
+        () when its graph cannot be composed (the item fails later with its own error)."""
+        with self._lock:
+            if self._signatures is None:
+                self._signatures = Signatures(self.workflow)
+            signatures = self._signatures
+        try:
+            return signatures(item.workflow, item.params)
+        except ComfyGenError:
+            return ()
 
     # -- shared resources ----------------------------------------------------
     def workflow(self, name: str) -> dict[str, Any]:
@@ -176,6 +195,20 @@ class BatchRun:
         self.backends.close()
         if self.validation is not None:
             self.validation.close()
+
+
+def submission_order(run: BatchRun, items: "tuple[RecipeItem, ...] | list[RecipeItem]") -> "tuple[RecipeItem, ...]":
+    """``items`` in the order to render them: grouped by model signature when
+    ``settings.model_affinity`` is on, and the run's turn order set to match
+    (one lane for the run, a group per signature). Off: recipe order, no turn order."""
+    if not run.settings.model_affinity:
+        return tuple(items)
+    ordered = tuple(affinity_order(items, run.models_of))
+    # One lane per run: items are dispatched to whichever backend is free, so a
+    # group opens once every item of the groups before it has queued its job.
+    run.turns = TurnOrder.of(ordered, item_id=lambda it: it.id, lane=lambda it: "run",
+                             group=run.models_of, cancelled=run.cancelled)
+    return ordered
 
 
 @dataclass(frozen=True)
@@ -312,6 +345,17 @@ class _SpanRecorder:
 
 def run_item(run: BatchRun, item: "RecipeItem") -> ItemResult:
     """Render one recipe item (unless cached), validate, refine, store, upload."""
+    turns = run.turns
+    if turns is None:
+        return _run_item(run, item)
+    turns.started(item.id)
+    try:
+        return _run_item(run, item)
+    finally:
+        turns.passed(item.id)  # cached, failed or done: the next item of its lane may go
+
+
+def _run_item(run: BatchRun, item: "RecipeItem") -> ItemResult:
     from comfy_gen.enhance import refining_with
     from comfy_gen.enhance.apply import refiner_for
 
@@ -336,13 +380,19 @@ def run_item(run: BatchRun, item: "RecipeItem") -> ItemResult:
     failed: list[str] = []   # backends that died under this item
     candidates = run.eligible.get(item.id, item.candidates)
     while True:
+        if run.turns is not None:
+            # Model affinity: wait for this item's group before taking a lease, so
+            # items of a later group never hold a backend's capacity while they wait.
+            run.turns.wait(item.id)
         # Dispatch: whichever eligible backend has a free slot, least busy first.
-        lease = run.backends.lease(candidates, models=item_models(item), exclude=failed)
+        lease = run.backends.lease(candidates, models=run.models_of(item), exclude=failed)
         backend = lease.backend
 
         def on_submitted(prompt_id: str, backend_name: str = backend.name) -> None:
             submitted.append(prompt_id)
             run.track(prompt_id, backend_name)
+            if run.turns is not None:
+                run.turns.passed(item.id)  # queued: the next job may follow it into ComfyUI's queue
 
         try:
             with refining_with(refiner_for(run.enhancer, enhanced)):  # the prompt_enhance strategy's variants
@@ -387,12 +437,6 @@ def enhance_item(run: BatchRun, item: "RecipeItem") -> tuple["RecipeItem", "Enha
     if enhanced is not None and enhanced.warning:
         log.warning("Item %s: %s", item.id, enhanced.warning)
     return dataclasses.replace(item, params=params), enhanced
-
-
-def item_models(item: "RecipeItem") -> tuple[str, ...]:
-    """The models an item's job loads (checkpoint, LoRAs): what model affinity compares."""
-    params = item.params
-    return tuple(name for name in (params.checkpoint, *(lora.name for lora in params.loras)) if name)
 
 
 def finalize_item(run: BatchRun, item: "RecipeItem", key: str, outcome: Outcome,

@@ -199,6 +199,9 @@ class Settings(BaseSettings):
         None, description="PostgreSQL the Prefect server of `comfy-gen up` stores its state in "
                           "(what `up --database-url` sets; unset = Prefect's SQLite)")
     flow_workers: int = Field(8, ge=1, description="Threads per flow run (items in progress at once)")
+    model_affinity: bool = Field(
+        True, description="Send a run's items grouped by checkpoint and LoRAs, so consecutive jobs on a backend "
+        "share their models (ComfyUI reloads weights on every switch); off = recipe order")
     stage_tasks: Literal["auto", "on", "off"] = Field(
         "auto",
         description="Show compose/queue/await/validate/refine/upload as task runs nested under each item: "

@@ -189,14 +189,15 @@ def _render(recipe: str, *, force: bool, upload: bool | None, backend: str | Non
         progress = reporting.Progress(total=len(plan.items), key=f"{plan.recipe.name}-{run.run_id}-progress")
         progress.update(len(results))
         if triage.to_render:
-            payload = [it.to_dict() for it in triage.to_render]
+            to_render = batch.submission_order(run, triage.to_render)  # grouped by models (affinity)
+            payload = [it.to_dict() for it in to_render]
             check = preflight_task(run_key, payload)  # the items to render only: servers, models
             for line in check.get("warnings", []):
                 logger.warning(line)
             if stage_tasks_wanted(plan.recipe, settings, triage.render_count):
                 run.stage = StageTasks()
             futures = render_item.map(payload, run_key=run_key)
-            by_future = {id(f): it for f, it in zip(futures, triage.to_render)}
+            by_future = {id(f): it for f, it in zip(futures, to_render)}
             try:
                 _collect(futures, by_future, results, progress, logger, run)
             except BaseException:

@@ -22,14 +22,17 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
               help="Port (0 = any free port).")
 @click.option("--step-time", default=0.02, show_default=True, type=click.FloatRange(0, 60), callback=_finite,
               help="Seconds per sampler step.")
+@click.option("--model-switch-time", default=0.0, show_default=True, type=click.FloatRange(0, 600),
+              callback=_finite,
+              help="Seconds a job spends loading when its checkpoint or LoRAs differ from the previous job's.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for output/, input/ and temp/ (default: a temporary folder).")
 @click.option("--previews/--no-previews", default=False, show_default=True,
               help="Send binary preview frames, like ComfyUI's --preview-method auto.")
 @click.option("--custom-nodes/--no-custom-nodes", default=True, show_default=True,
               help="Serve the segment-anything and VideoHelperSuite node classes.")
-def emulator(host: str, port: int, step_time: float, data_dir: Path | None, previews: bool,
-             custom_nodes: bool) -> None:
+def emulator(host: str, port: int, step_time: float, model_switch_time: float, data_dir: Path | None,
+             previews: bool, custom_nodes: bool) -> None:
     """Run the built-in ComfyUI protocol emulator until Ctrl-C."""
     from comfy_gen.emulator import Emulator
 
@@ -37,7 +40,7 @@ def emulator(host: str, port: int, step_time: float, data_dir: Path | None, prev
 
     try:
         emu = Emulator(host, port, step_time=step_time, data_dir=data_dir, previews=previews,
-                       custom_nodes=custom_nodes).start()
+                       custom_nodes=custom_nodes, model_switch_time=model_switch_time).start()
     except OSError as exc:  # port taken, address not on this host, no permission
         raise UsageError(f"The emulator cannot listen on {host}:{port}: {exc.strerror or exc}",
                          hint="Choose another --port (0 = any free port) or --host.") from exc

@@ -30,7 +30,8 @@ class Core:
     """Queue, history, sockets, executor and worker of one emulated server."""
 
     def __init__(self, dirs: Dirs, models: dict[str, list[str]], faults: Faults, *,
-                 step_time: float, previews: bool, custom_nodes: bool = True) -> None:
+                 step_time: float, previews: bool, custom_nodes: bool = True,
+                 model_switch_time: float = 0.0) -> None:
         self.dirs = dirs
         self.faults = faults
         self.catalog = Catalog(models, dirs.input, custom_nodes=custom_nodes)
@@ -40,7 +41,8 @@ class Core:
         self.holds = Holds()
         self.executor = Executor(self.catalog, self.hub, faults, self.holds, output_dir=dirs.output,
                                  input_dir=dirs.input, temp_dir=dirs.temp,
-                                 step_time=step_time, previews=previews)
+                                 step_time=step_time, previews=previews,
+                                 model_switch_time=model_switch_time, stats=self.stats)
         self._worker: asyncio.Task[None] | None = None
 
     # --- lifecycle ---------------------------------------------------------

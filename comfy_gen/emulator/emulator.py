@@ -2,7 +2,7 @@
 
 Usage::
 
-    with Emulator(step_time=0.01) as emu:
+    with Emulator(step_time=0.01, model_switch_time=0.5) as emu:
         httpx.get(emu.url + "/system_stats")
         emu.faults.error_node_class = "VAEDecode"
         emu.hold(after=2)          # the 3rd job to reach a sampler waits there
@@ -10,6 +10,7 @@ Usage::
         emu.release()              # it goes on; nothing is held any more
         emu.restart()
         emu.stats()["jobs_completed"]
+        emu.stats()["model_switches"]   # jobs that (re)loaded their checkpoint/LoRAs
 """
 
 from __future__ import annotations
@@ -42,15 +43,19 @@ class Emulator:
     ``previews=True`` sends binary preview frames, like ``--preview-method auto``.
     ``custom_nodes=False`` serves only ComfyUI's own classes (a server without the
     segment-anything and VideoHelperSuite packs).
+    ``model_switch_time``: seconds a job spends loading when its checkpoint or LoRA
+    set differs from the previous job's (a real server reloads weights); 0 by default.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, step_time: float = 0.02,
                  data_dir: str | Path | None = None, models: dict[str, list[str]] | None = None,
-                 previews: bool = False, custom_nodes: bool = True) -> None:
+                 previews: bool = False, custom_nodes: bool = True,
+                 model_switch_time: float = 0.0) -> None:
         self.host = host
         self.custom_nodes = custom_nodes
         self._requested_port = port
         self.step_time = step_time
+        self.model_switch_time = model_switch_time
         self.previews = previews
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="comfy-emu-"))
@@ -120,7 +125,8 @@ class Emulator:
         self._call(self._need_core().restart())
 
     def stats(self) -> dict[str, Any]:
-        """Jobs run, busy intervals ``[[start, end], ...]`` (time.monotonic), queue sizes."""
+        """Jobs run, busy intervals ``[[start, end], ...]`` (time.monotonic), queue sizes,
+        ``model_switches`` (jobs that loaded other models than the job before them)."""
         async def snapshot() -> dict[str, Any]:
             return stats_of(self._need_core())
         return self._call(snapshot())
@@ -219,7 +225,8 @@ class Emulator:
 
     async def _astart(self) -> None:
         self._core = Core(self.dirs, self.models, self.faults, step_time=self.step_time,
-                          previews=self.previews, custom_nodes=self.custom_nodes)
+                          previews=self.previews, custom_nodes=self.custom_nodes,
+                          model_switch_time=self.model_switch_time)
         self._runner = web.AppRunner(build_app(self._core), access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self._requested_port)

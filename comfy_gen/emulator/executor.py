@@ -5,6 +5,13 @@ message follow execution.py and the recordings (captures/190-194, 280-282,
 391-392). The cache keeps the outputs of the most recent prompt only, keyed by
 an input signature, so an identical re-run is fully cached and a new seed
 re-runs only the sampler and what follows it.
+
+Model switches: a real ComfyUI reloads weights when a job's checkpoint (or
+UNET) or LoRA set differs from the previous job's, which costs seconds per
+switch on a GPU. A job whose ``model_set`` differs from what the last job
+loaded sleeps ``model_switch_time`` before its nodes run and is counted in
+``Stats.model_switches``; a job that names no model (an image-only graph)
+leaves the loaded set alone, as ComfyUI keeps weights until it needs the memory.
 """
 
 from __future__ import annotations
@@ -24,9 +31,32 @@ from comfy_gen.emulator.hold import Holds
 from comfy_gen.emulator import media_nodes  # noqa: F401  (registers the video and segment-anything nodes)
 from comfy_gen.emulator.nodes import EVALUATORS, Latent, NodeFailure, NodeResult, passthrough
 from comfy_gen.emulator.render import Picture, preview_jpeg
-from comfy_gen.emulator.state import QueueItem
+from comfy_gen.emulator.state import QueueItem, Stats
 from comfy_gen.emulator.validation import is_link
 from comfy_gen.emulator.ws import Hub, preview_frame, preview_frame_with_metadata
+
+
+#: Inputs naming the weights a job loads, and the extra inputs that change them.
+_MODEL_INPUTS = ("ckpt_name", "unet_name", "lora_name")
+_LORA_STRENGTHS = ("strength_model", "strength_clip")
+
+
+def model_set(prompt: dict[str, Any]) -> list[str]:
+    """The checkpoints/UNETs and LoRAs (with strengths: a new strength re-patches
+    the weights) a prompt loads, sorted, as ``"<input>=<file>[@strengths]"``."""
+    found: set[str] = set()
+    for node in prompt.values():
+        inputs = node.get("inputs") if isinstance(node, dict) else None
+        if not isinstance(inputs, dict):
+            continue
+        for name in _MODEL_INPUTS:
+            value = inputs.get(name)
+            if isinstance(value, str):
+                entry = f"{name}={value}"
+                if name == "lora_name":
+                    entry += "@" + "/".join(str(inputs.get(k)) for k in _LORA_STRENGTHS if k in inputs)
+                found.add(entry)
+    return sorted(found)
 
 
 class Interrupted(Exception):
@@ -54,13 +84,17 @@ class Executor:
     """Executes prompts one at a time; holds the cache and the interrupt flag."""
 
     def __init__(self, catalog: Catalog, hub: Hub, faults: Faults, holds: Holds, *, output_dir: Path,
-                 input_dir: Path, temp_dir: Path, step_time: float, previews: bool) -> None:
+                 input_dir: Path, temp_dir: Path, step_time: float, previews: bool,
+                 model_switch_time: float = 0.0, stats: Stats | None = None) -> None:
         self.catalog = catalog
         self.hub = hub
         self.faults = faults
         self.holds = holds
         self.output_dir, self.input_dir, self.temp_dir = output_dir, input_dir, temp_dir
         self.default_step_time = step_time
+        self.default_model_switch_time = model_switch_time
+        self.stats = stats if stats is not None else Stats()
+        self.loaded_models: list[str] | None = None   # what the last job loaded; None: nothing yet
         self.previews = previews
         self.cache: dict[str, NodeResult] = {}
         self.interrupt_requested = False
@@ -72,6 +106,7 @@ class Executor:
         self.interrupt_requested = False
         self.client_id = None
         self.last_node_id = None
+        self.loaded_models = None  # a restarted server has no model in memory
 
     async def execute(self, item: QueueItem) -> Outcome:
         return await _Run(self, item).run()
@@ -117,6 +152,7 @@ class _Run:
             order.add_node(out_id)
         status = "success"
         try:
+            await self.load_models()
             while (node_id := order.pick()) is not None:
                 sig = sigs[node_id]
                 if node_id in cached and sig in ex.cache:
@@ -140,6 +176,22 @@ class _Run:
             del ex.cache[sig]  # only the latest prompt's outputs stay cached
         ex.last_node_id = None
         return Outcome(status, {"outputs": self.ui, "meta": self.meta}, self.messages)
+
+    async def load_models(self) -> None:
+        """Charge the model-switch time when this job needs other weights than the last one."""
+        ex = self.ex
+        models = model_set(self.prompt)
+        if not models or models == ex.loaded_models:
+            return
+        ex.loaded_models = None  # an interrupted load leaves nothing usable loaded
+        configured = ex.faults.model_switch_time
+        remaining = ex.default_model_switch_time if configured is None else configured
+        while remaining > 0:  # in slices, so /interrupt is honoured during a long load
+            await asyncio.sleep(min(remaining, 0.05))
+            remaining -= 0.05
+            self.check_interrupt()
+        ex.loaded_models = models
+        ex.stats.model_switched(self.pid, models)
 
     async def add_message(self, event: str, data: dict[str, Any], broadcast: bool = False) -> None:
         data = {**data, "timestamp": _now_ms()}

@@ -6,8 +6,8 @@ import random
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-_FIELDS = ("http_5xx_rate", "http_5xx_next", "ws_drop_after", "error_node_class", "step_time", "seed",
-           "black_images_next")
+_FIELDS = ("http_5xx_rate", "http_5xx_next", "ws_drop_after", "error_node_class", "step_time",
+           "model_switch_time", "seed", "black_images_next")
 
 
 @dataclass
@@ -22,6 +22,8 @@ class Faults:
     - ``step_time``: seconds per sampler step; ``None`` uses the emulator default.
     - ``black_images_next``: the next N saved images are all black, as a VAE that
       overflowed in fp16 writes them (the technical checks catch these).
+    - ``model_switch_time``: seconds a job spends loading models when its checkpoint
+      or LoRA set differs from the previous job's; ``None`` uses the emulator default.
     The ``/_emulator/*`` control routes are never faulted.
     """
 
@@ -30,6 +32,7 @@ class Faults:
     ws_drop_after: int | None = None
     error_node_class: str | None = None
     step_time: float | None = None
+    model_switch_time: float | None = None
     seed: int = 0
     black_images_next: int = 0
     _rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)
@@ -77,9 +80,12 @@ class Faults:
         return None
 
 
+_NULLABLE = ("ws_drop_after", "error_node_class", "step_time", "model_switch_time")
+
+
 def _coerce(key: str, value: Any) -> Any:
     if value is None:
-        return None if key in ("ws_drop_after", "error_node_class", "step_time") else _default(key)
+        return None if key in _NULLABLE else _default(key)
     if key == "http_5xx_rate":
         rate = float(value)
         if not 0.0 <= rate <= 1.0:
@@ -87,7 +93,7 @@ def _coerce(key: str, value: Any) -> Any:
         return rate
     if key in ("http_5xx_next", "seed", "ws_drop_after", "black_images_next"):
         return int(value)
-    if key == "step_time":
+    if key in ("step_time", "model_switch_time"):
         return max(0.0, float(value))
     return str(value)
 

@@ -16,6 +16,8 @@ from typing import Any
 
 #: ComfyUI keeps at most this many history entries (execution.py).
 MAXIMUM_HISTORY_SIZE = 10000
+#: Model switches kept in ``Stats.model_log`` (the count has no limit).
+MAX_MODEL_LOG = 1000
 
 
 @dataclass
@@ -51,7 +53,16 @@ class Stats:
     busy: list[list[float]] = field(default_factory=list)
     max_concurrency: int = 0
     max_outstanding: int = 0
+    model_switches: int = 0   # jobs that loaded models (the first load counts: nothing was loaded)
+    model_log: list[dict[str, Any]] = field(default_factory=list)   # the latest switches, oldest first
+    loaded_models: list[str] = field(default_factory=list)
     _busy_since: float | None = None
+
+    def model_switched(self, prompt_id: str, models: list[str]) -> None:
+        self.model_switches += 1
+        self.loaded_models = list(models)
+        self.model_log.append({"prompt_id": prompt_id, "models": list(models)})
+        del self.model_log[:-MAX_MODEL_LOG]
 
     def job_started(self) -> None:
         self.jobs_started += 1
@@ -90,6 +101,8 @@ class Stats:
             "faults_injected": self.faults_injected, "busy": busy,
             "busy_seconds": round(sum(end - start for start, end in busy), 6),
             "max_concurrency": self.max_concurrency, "max_outstanding": self.max_outstanding,
+            "model_switches": self.model_switches, "loaded_models": list(self.loaded_models),
+            "model_log": [dict(entry) for entry in self.model_log],
             "clock": "time.monotonic",
         }
 
