@@ -279,6 +279,7 @@ def unregister_validator(name: str) -> None:
 def _load_builtins() -> None:
     # Importing the module registers "clip"; it is cheap (torch is imported on first use).
     import comfy_gen.validation.clip  # noqa: F401
+    import comfy_gen.validation.quality  # noqa: F401
 
 
 def list_validators() -> list[str]:
