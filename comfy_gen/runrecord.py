@@ -47,12 +47,19 @@ def table_rows(results: Sequence[ItemResult], *, settings: "Settings | None" = N
             "status": VERDICT_LABELS[r.verdict] + (" (stored earlier)" if r.cached else ""),
             "clip": None if positive is None else round(float(positive), 2),
             "delta": None if delta is None else round(float(delta), 2),
+            "quality": _quality_cell(scores),
             "attempts": r.attempts,
             "labels": ", ".join(f"{k}={v}" for k, v in r.labels.items()),
             "prompt": (r.prompt or "")[:80], "seed": r.seed, "item": r.item_id,
             "output": r.url or public_link(r.file, settings) or r.file or r.error or "",
         })
     return rows
+
+
+def _quality_cell(scores: dict[str, Any]) -> str | None:
+    """The quality composite and grade ("6.12 C"), when the quality check ran."""
+    composite = scores.get("quality_composite")
+    return None if composite is None else f"{float(composite):.2f} {scores.get('quality_grade') or ''}".rstrip()
 
 
 def _pct(value: float | None) -> str:
