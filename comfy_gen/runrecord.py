@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from comfy_gen.results import VERDICT_LABELS, ItemResult, RunSummary
 
@@ -56,7 +56,7 @@ def table_rows(results: Sequence[ItemResult], *, settings: "Settings | None" = N
     return rows
 
 
-def _quality_cell(scores: dict[str, Any]) -> str | None:
+def _quality_cell(scores: Mapping[str, Any]) -> str | None:
     """The quality composite and grade ("6.12 C"), when the quality check ran."""
     composite = scores.get("quality_composite")
     return None if composite is None else f"{float(composite):.2f} {scores.get('quality_grade') or ''}".rstrip()
