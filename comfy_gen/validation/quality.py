@@ -67,6 +67,9 @@ class QualityValidator(BaseValidator):
         self.missing = dict(missing)  # name -> why it did not load
         self.clip = clip
         self.prompt_adherence = prompt_adherence
+        #: Printed by the faces when the plan is prepared (ValidationPlan.prepare).
+        self.load_warnings = [f"quality metric {name} is missing, left out of the composite: {why}"
+                              for name, why in self.missing.items()]
 
     def __repr__(self) -> str:
         return f"QualityValidator(metrics={sorted(self.metrics)}, missing={sorted(self.missing)})"

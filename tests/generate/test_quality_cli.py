@@ -61,8 +61,8 @@ def test_quality_mode_ignores_no_auto_retry_like_the_original(gen_env: Emulator,
     assert [a["params"]["seed"] for a in ref["attempts"]] == [3, 1003]
 
 
-def test_unavailable_quality_is_exit_2_before_rendering(gen_env: Emulator, quality_env, monkeypatch,
-                                                        tmp_path: Path):
+def test_unavailable_quality_is_exit_2_before_rendering_and_missing_metrics_are_loud(
+        gen_env: Emulator, quality_env, tiny_clip_dir: Path, monkeypatch, tmp_path: Path):
     monkeypatch.setitem(sys.modules, "pyiqa", None)
     monkeypatch.setenv("COMFY_GEN_CLIP_MODEL", str(tmp_path / "no-clip"))
     monkeypatch.setenv("COMFY_GEN_QUALITY_AESTHETIC_HEAD", str(tmp_path / "no-head.pth"))
@@ -70,6 +70,14 @@ def test_unavailable_quality_is_exit_2_before_rendering(gen_env: Emulator, quali
     code, _, err = run_cli("generate", "-w", TINY, "-p", "a cat", "--quality-score")
     assert code == 2 and "No quality metric could be loaded" in err and "Traceback" not in err
     assert gen_env.stats()["history_size"] == before
+    # Only the pyiqa metrics missing: it runs, and says so on stderr.
+    monkeypatch.setenv("COMFY_GEN_QUALITY_AESTHETIC_HEAD", str(quality_env["head"]))
+    monkeypatch.setenv("COMFY_GEN_CLIP_MODEL", str(tiny_clip_dir))
+    code, _, err = run_cli("generate", "-w", TINY, "-p", "a cat", "--quality-threshold", "0.1",
+                           "-o", str(tmp_path / "m.png"))
+    assert code == 0, err
+    assert "Warning: quality metric brisque is missing, left out of the composite: pyiqa is not usable" in err
+    assert _meta(tmp_path / "m.png")["quality"]["missing"] == ["brisque", "niqe", "topiq_nr"]
     code, _, err = run_cli("generate", "-w", TINY, "-p", "a cat", "--quality-threshold", "11")
     assert code == 2 and "--quality-threshold must be between 0 and 10" in err
 

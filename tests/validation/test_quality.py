@@ -148,6 +148,7 @@ def test_unloadable_metrics_are_missing_with_reasons(quality_env, monkeypatch, t
     assert sorted(validator.missing) == ["laion_aes", "niqe"]
     assert "niqe_modelparameters.mat not found" in validator.missing["niqe"]
     assert "expects 8-d CLIP embeddings" in validator.missing["laion_aes"]
+    assert any(w.startswith("quality metric niqe is missing") for w in validator.load_warnings)
     result = validator.score_many([images[3]], "a dog")[0]
     assert result["quality_missing"] == ["niqe", "laion_aes"] and result["quality_laion_aes"] is None
     assert set(result["quality_missing_reasons"]) == {"niqe", "laion_aes"}
