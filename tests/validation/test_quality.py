@@ -205,3 +205,21 @@ def test_a_check_with_options_through_the_plan_and_the_sidecar_block(quality_env
     assert block["metrics"]["brisque"] == quality.scores["quality_brisque"] and block["missing"] == []
     assert meta["validation"]["positive_score"] is not None  # CLIP's keys are still merged in
     validate_metadata(meta)
+
+
+def test_a_recipe_names_a_bad_quality_option(tmp_path):
+    from comfy_gen.errors import RecipeError
+    from comfy_gen.recipes import load_recipe
+
+    body = ("name: graded\nworkflow: tiny-sd15.json\nprompts: [a red car]\nvalidation:\n  enabled: true\n"
+            "  checks: [{name: quality, threshold: 6.5, metrics: [%s]}]\n")
+    good = tmp_path / "good.yaml"
+    good.write_text(body % "brisque, laion_aes")
+    plan = ValidationPlan.from_config(load_recipe(good).validation)
+    assert [(c.validator, c.thresholds.positive, c.opts) for c in plan.checks] == [
+        ("quality", 6.5, {"metrics": ["brisque", "laion_aes"]})]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(body % "sharpness")
+    with pytest.raises(RecipeError) as err:
+        load_recipe(bad)
+    assert "validation.checks[0]" in str(err.value) and "metrics: expected a non-empty list" in str(err.value)
