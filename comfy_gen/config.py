@@ -132,6 +132,16 @@ class Settings(BaseSettings):
     clip_model: str = Field("openai/clip-vit-base-patch32", description="Hub id or local folder of the CLIP model")
     clip_device: str | None = Field(None, description="cuda / cpu; default: cuda when available")
     clip_batch_size: int = Field(16, ge=1)
+    # The quality score (comfy_gen.validation.quality, docs/validation-quality.md).
+    quality_metrics: str = Field("brisque,niqe,laion_aes,topiq_nr",
+                                 description="No-reference metrics the quality score tries (comma-separated)")
+    quality_weights_dir: str | None = Field(
+        None, description="Folder holding pyiqa's weight files under pyiqa's names; unset = pyiqa downloads them")
+    quality_aesthetic_clip: str = Field("openai/clip-vit-large-patch14",
+                                        description="Hub id or local folder of the CLIP under the LAION aesthetic head")
+    quality_aesthetic_head: str = Field(
+        "chaofengc/IQA-PyTorch-Weights:sac+logos+ava1-l14-linearMSE.pth",
+        description="LAION aesthetic head weights: a local file, or REPO:FILE on the Hugging Face hub")
 
     # --- prompt enhancer (docs/validation-enhancer.md) ---
     enhance_backend: Literal["local", "http"] = Field(

@@ -105,6 +105,8 @@ def build_metadata(*, params: Any, workflow_name: str | None = None, model: str 
     width, height = p.get("width"), p.get("height")
     if validation is None and verdicts:
         validation = validation_block(verdicts)
+    if quality is None and validation:
+        quality = _quality_section(validation)
     adherence = _prompt_adherence(validation) if quality is None and validation else None
     if adherence:
         # No quality scoring ran: the validators' prompt scores are the only scores we have.
@@ -148,6 +150,16 @@ def build_metadata(*, params: Any, workflow_name: str | None = None, model: str 
     if extra:
         meta["extra"] = extra
     return meta
+
+
+def _quality_section(validation: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``quality`` section from the quality validator's verdict, when it ran."""
+    for entry in validation.get("verdicts") or []:
+        if entry.get("validator") == "quality" and entry.get("scores"):
+            from comfy_gen.validation.quality_score import quality_block
+
+            return quality_block(entry["scores"])
+    return None
 
 
 def _prompt_adherence(validation: Mapping[str, Any]) -> dict[str, Any]:

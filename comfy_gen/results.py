@@ -90,6 +90,9 @@ class ItemResult:
             parts.append(f"{self.reason}")
         elif score is not None:
             parts.append(f"CLIP {float(score):.1f}")
+        quality = (self.scores or {}).get("quality_composite")
+        if quality is not None and self.verdict != "best_effort":
+            parts.append(f"quality {float(quality):.2f} {(self.scores or {}).get('quality_grade') or ''}".rstrip())
         if self.attempts > 1:
             parts.append(f"after {self.attempts} attempts")
         if self.cached:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from comfy_gen.results import VERDICT_LABELS, ItemResult, RunSummary
 
@@ -51,6 +51,7 @@ def table_rows(results: Sequence[ItemResult], *, settings: "Settings | None" = N
             "delta": None if delta is None else round(float(delta), 2),
             # Every check's verdict, failures with why: "technical ✓ clip ✗ (23.1 < 25)".
             "checks": checks_cell(r.verdicts),
+            "quality": _quality_cell(scores),
             "attempts": r.attempts,
             "backend": r.backend or "",   # which server rendered it (dispatch picks one per item)
             "labels": ", ".join(f"{k}={v}" for k, v in r.labels.items()),
@@ -58,6 +59,12 @@ def table_rows(results: Sequence[ItemResult], *, settings: "Settings | None" = N
             "output": r.url or public_link(r.file, settings) or r.file or r.error or "",
         })
     return rows
+
+
+def _quality_cell(scores: Mapping[str, Any]) -> str | None:
+    """The quality composite and grade ("6.12 C"), when the quality check ran."""
+    composite = scores.get("quality_composite")
+    return None if composite is None else f"{float(composite):.2f} {scores.get('quality_grade') or ''}".rstrip()
 
 
 def _pct(value: float | None) -> str:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import click
 
+from comfy_gen.cli.quality_flags import quality_mode, quality_options, with_quality
+
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Sequence
 
@@ -129,6 +131,9 @@ def _attempt_line(attempt: Any, limit: int) -> str:
     detail = attempt.reason or "rendered"
     if score is not None:
         detail += f" (CLIP {score:.2f})"
+    quality = (attempt.scores or {}).get("quality_composite")
+    if quality is not None and "quality" not in detail.lower():
+        detail += f" (quality {quality:.2f})"
     return f"Attempt {attempt.number}/{limit} seed {attempt.params.seed}: {detail}"
 
 
@@ -407,6 +412,7 @@ def _video_options(fn: Any) -> Any:
 @_video_options
 @_checks_options
 @_enhance_options
+@quality_options
 @_common_options
 def generate(**opts: Any) -> int:
     """Render one image, optionally CLIP-validated with retries, stored locally (and uploaded)."""
@@ -424,7 +430,8 @@ def generate(**opts: Any) -> int:
         return 0
     if not opts.get("workflow"):
         raise UsageError("Missing option '--workflow' / '-w' (required unless --list-presets or --list-loras)")
-    if opts.get("auto_retry") is False and opts.get("max_attempts") is None:
+    # The original's precedence: the quality-refinement mode ignores --no-auto-retry.
+    if opts.get("auto_retry") is False and opts.get("max_attempts") is None and not quality_mode(opts):
         opts = {**opts, "max_attempts": 1}
     base: Mapping[str, Any] = {}
     if opts.get("prompt_preset"):
@@ -438,6 +445,7 @@ def generate(**opts: Any) -> int:
     request = build_request(opts, workflow=opts["workflow"], params=params, preset=preset,
                             preset_name=opts.get("preset"),
                             defaults=load_validation_defaults(settings.presets_file))
+    request = with_quality(request, opts)
     return run_generate(request, json_progress=opts["json_progress"], quiet=opts["quiet"])
 
 

@@ -289,6 +289,7 @@ def _load_builtins() -> None:
     # Importing the module registers "clip"; it is cheap (torch is imported on first use).
     import comfy_gen.validation.clip  # noqa: F401
     import comfy_gen.validation.technical  # noqa: F401  (numpy and PIL on first use)
+    import comfy_gen.validation.quality  # noqa: F401
 
 
 def list_validators() -> list[str]:

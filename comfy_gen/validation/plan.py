@@ -305,11 +305,14 @@ class ValidationPlan:
             return PreparedPlan(self, [_Prepared(c, k, t, None) for c, k, t in resolved],
                                 skipped=True, warnings=[warning])
         checks: list[_Prepared] = []
+        # A validator that loaded only in part (the quality score's missing metrics)
+        # says so in ``load_warnings``: the faces print them with the plan's own.
+        warnings = [str(w) for v in loaded for w in getattr(v, "load_warnings", ())]
         for (check, kind, thresholds), validator in zip(resolved, loaded):
             if batching:
                 validator = _batcher(validator, settings)
             checks.append(_Prepared(check, kind, thresholds, validator))
-        return PreparedPlan(self, checks)
+        return PreparedPlan(self, checks, warnings=warnings)
 
 
 def _resolve(thresholds: Thresholds, kind: type[BaseValidator], settings: "Settings") -> Thresholds:
