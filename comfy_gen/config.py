@@ -135,6 +135,10 @@ class Settings(BaseSettings):
         "(flows on several hosts); none = in-process only",
     )
     flow_workers: int = Field(8, ge=1, description="Threads per flow run (items in progress at once)")
+    flow_chunk_size: int = Field(
+        1000, ge=1,
+        description="A recipe of more items runs them as subflow runs of at most this many items each "
+        "(one task run per item; docs/SCALING.md)")
     stage_tasks: Literal["auto", "on", "off"] = Field(
         "auto",
         description="Show compose/queue/await/validate/refine/upload as task runs nested under each item: "
