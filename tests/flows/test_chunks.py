@@ -124,3 +124,16 @@ def test_a_failed_chunk_is_resumed_alone(emulator_factory, use_backend, write_re
     assert emu.stats()["jobs_completed"] - before == 8
     assert [name for name, _, _ in _subflows(rest["flow_run_id"])] == [
         "resume [items 1-3]", "resume [items 7-8]"]
+
+
+@pytest.mark.parametrize("spec, message", [
+    pytest.param("9-12", "selects none of the recipe's 8 items", id="beyond-the-recipe"),
+    pytest.param("five", "expected a range of item numbers", id="not-a-range"),
+])
+def test_cli_items_range_is_checked_before_any_server(write_recipe, spec, message):
+    from tests.cli_ops.helpers import run_cli
+
+    path = write_recipe("cli", RECIPE.format(name="cli"))
+    code, out, err = run_cli("run", str(path), "--items", spec)
+    assert code == 2, (out, err)
+    assert message in err and "Traceback" not in out + err
