@@ -5,10 +5,11 @@ more than ``flow_chunk_size`` items: each chunk (``comfy_gen.chunks``) becomes a
 ``render-chunk`` flow run named ``<recipe> [items 1001-2000]`` under the parent,
 with one ``render-item`` task run per item, exactly as a small recipe's flow run.
 
-Keeping the GPU bound full between chunks: chunk k+1 starts as soon as every
-item of chunk k has started (at most ``flow_workers`` of its items are still
-unfinished), not when chunk k has ended, so the next chunk's first jobs queue
-while the previous chunk's last ones render. At most two chunks are active, so
+Keeping the GPU bound full between chunks: chunk k+1 starts when chunk k has
+at most ``LEAD_WORKERS x flow_workers`` items left, not when it has ended, so the
+next chunk's start-up (a flow run created, its task runner up: 1-2 s on a loaded
+machine) overlaps the previous chunk's last jobs and its first jobs are waiting
+at the GPU bound before those end. At most two chunks are active, so
 at most two chunks' worth of task runs are in flight. All chunks share the
 parent's ``BatchRun`` (one backend pool and GPU bound, one validation plan, one
 run folder) and write into the parent's result list; the parent writes one run
@@ -41,6 +42,9 @@ from comfy_gen.results import ItemResult
 
 #: Chunks active at once: the running one and the next, started while the first drains.
 ACTIVE_CHUNKS = 2
+#: The next chunk starts when this many threads' worth of items are left in the current
+#: one: its start-up then overlaps at least one more round of the current one's jobs.
+LEAD_WORKERS = 2
 
 
 @dataclass
@@ -51,7 +55,7 @@ class _ChunkJob:
     chunk: Chunk
     results: list[ItemResult]          # the parent's list: every chunk appends to it
     progress: Any                      # the parent's reporting.Progress
-    drain_at: int                      # finished items after which every item has started
+    drain_at: int                      # finished items after which the next chunk starts
     draining: threading.Event = field(default_factory=threading.Event)
 
 
@@ -91,7 +95,7 @@ def render_chunk(chunk_key: str, recipe: str, first: int, last: int) -> State:
 
     try:
         futures = render_item.map([it.to_dict() for it in items], run_key=job.run_key)
-        if job.drain_at == 0:  # no more items than threads: every one has started
+        if job.drain_at == 0:  # a small chunk: the next one may start at once
             job.draining.set()
         by_future = {id(f): it for f, it in zip(futures, items)}
         _collect(futures, by_future, job.results, job.progress, logger, run, on_result=finished)
@@ -116,7 +120,7 @@ def run_chunks(run: batch.BatchRun, chunks: list[Chunk], results: list[ItemResul
             slots.acquire()
             key = f"{run.run_id}-{uuid.uuid4().hex[:8]}"
             job = _ChunkJob(run_key=run.run_id, chunk=chunk, results=results, progress=progress,
-                            drain_at=max(len(chunk.to_render) - workers, 0))
+                            drain_at=max(len(chunk.to_render) - LEAD_WORKERS * workers, 0))
             _JOBS[key] = job
             keys.append(key)
             # A copy of this flow run's context per thread: the chunk's flow run is a
@@ -126,7 +130,7 @@ def run_chunks(run: batch.BatchRun, chunks: list[Chunk], results: list[ItemResul
                                  first=chunk.first, last=chunk.last, return_state=True)
             future.add_done_callback(lambda _f: slots.release())
             started.append(future)
-            # Start the next chunk once all of this one's items have started.
+            # Start the next chunk once this one is nearly done (its last items in flight).
             while not job.draining.wait(0.5):
                 if future.done():
                     break
@@ -146,4 +150,4 @@ def run_chunks(run: batch.BatchRun, chunks: list[Chunk], results: list[ItemResul
     return states
 
 
-__all__ = ["ACTIVE_CHUNKS", "render_chunk", "run_chunks"]
+__all__ = ["ACTIVE_CHUNKS", "LEAD_WORKERS", "render_chunk", "run_chunks"]
