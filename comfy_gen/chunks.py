@@ -39,16 +39,19 @@ def item_number(item: "RecipeItem") -> int:
 
 def plan_chunks(items: Sequence["RecipeItem"], to_render: Sequence["RecipeItem"], size: int) -> list[Chunk]:
     """The chunks of ``items`` (``size`` consecutive items each) that have something to
-    render; a chunk whose items are all stored gets no subflow run at all."""
+    render; a chunk whose items are all stored gets no subflow run at all. Within a
+    chunk, items keep their order in ``to_render`` (a submission order, e.g. grouped
+    by model, applies inside each chunk)."""
     if size < 1:
         raise ValueError("chunk size must be at least 1")
-    pending = {id(it) for it in to_render}
+    position = {id(it): n for n, it in enumerate(items)}
+    buckets: dict[int, list["RecipeItem"]] = {}
+    for it in to_render:
+        buckets.setdefault(position[id(it)] // size, []).append(it)
     chunks = []
-    for start in range(0, len(items), size):
-        part = items[start:start + size]
-        render = tuple(it for it in part if id(it) in pending)
-        if render:
-            chunks.append(Chunk(item_number(part[0]), item_number(part[-1]), render))
+    for index in sorted(buckets):
+        first, last = index * size, min((index + 1) * size, len(items)) - 1
+        chunks.append(Chunk(item_number(items[first]), item_number(items[last]), tuple(buckets[index])))
     return chunks
 
 

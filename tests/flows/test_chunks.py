@@ -64,9 +64,9 @@ def test_plan_chunks_cuts_by_item_number_and_skips_chunks_with_nothing_to_render
 
     items = [RecipeItem(id=f"id{i}", index=i, params=GenerationParams(prompt="p"), workflow="w.json",
                         backend="default") for i in range(8)]
-    chunks = plan_chunks(items, [items[0], items[2], items[7]], 3)
+    chunks = plan_chunks(items, [items[2], items[7], items[0]], 3)   # a submission order
     assert [(c.label, [it.index for it in c.to_render]) for c in chunks] == [
-        ("items 1-3", [0, 2]), ("items 7-8", [7])]
+        ("items 1-3", [2, 0]), ("items 7-8", [7])]
     assert [it.index for it in select_items(items, "4-6")] == [3, 4, 5]
     assert parse_item_range(" 17 ") == (17, 17)
     for bad in ("x", "0-3", "5-2", "3-"):
