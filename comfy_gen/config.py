@@ -212,6 +212,10 @@ class Settings(BaseSettings):
     model_affinity: bool = Field(
         True, description="Send a run's items grouped by checkpoint and LoRAs, so consecutive jobs on a backend "
         "share their models (ComfyUI reloads weights on every switch); off = recipe order")
+    flow_chunk_size: int = Field(
+        1000, ge=1,
+        description="A recipe of more items runs them as subflow runs of at most this many items each "
+        "(one task run per item; docs/SCALING.md)")
     stage_tasks: Literal["auto", "on", "off"] = Field(
         "auto",
         description="Show compose/queue/await/validate/refine/upload as task runs nested under each item: "

@@ -10,13 +10,15 @@ event-queue overflow that 6 chained ``.map`` stages (12,000 runs) cause, and
 validation of one item overlaps the rendering of the next (the GPU bound is
 held only while a job is queued or rendering). Small runs also show each
 item's stages as nested task runs (``flows.stages``, ``stage_tasks``).
+A recipe of more than ``flow_chunk_size`` items renders as subflow runs of at
+most that many items each (``flows.chunks``); smaller ones are one flow run.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -139,11 +141,13 @@ def _flow_run_name() -> str:
       task_runner=ThreadPoolTaskRunner(max_workers=get_settings().flow_workers),  # type: ignore[arg-type]
       log_prints=False)
 def render_recipe(recipe: str, force: bool = False, upload: bool | None = None,
-                  backend: str | None = None, max_items: int | None = None) -> dict[str, Any]:
+                  backend: str | None = None, max_items: int | None = None,
+                  items: str | None = None) -> dict[str, Any]:
     """Render every item of ``recipe`` (a path to a recipe YAML).
 
     ``force`` re-renders items that are already stored; ``upload`` overrides the
-    recipe's output.upload; ``backend`` overrides the recipe's backend.
+    recipe's output.upload; ``backend`` overrides the recipe's backend; ``items``
+    ("1001-2000", item numbers from 1) renders only those items, e.g. one chunk.
     """
     from prefect.runtime import flow_run
 
@@ -151,11 +155,14 @@ def render_recipe(recipe: str, force: bool = False, upload: bool | None = None,
     # (A sub-flow of a deployed nightly run inherits the context.)
     with hint_context(_hint_context()):
         return _render(recipe, force=force, upload=upload, backend=backend, max_items=max_items,
-                       flow_run_id=str(flow_run.id) if flow_run.id else None)
+                       items=items, flow_run_id=str(flow_run.id) if flow_run.id else None)
 
 
 def _render(recipe: str, *, force: bool, upload: bool | None, backend: str | None, max_items: int | None,
-            flow_run_id: str | None) -> dict[str, Any]:
+            items: str | None, flow_run_id: str | None) -> dict[str, Any]:
+    import dataclasses
+
+    from comfy_gen.chunks import plan_chunks, select_items
     from comfy_gen.preflight import setup_rejudging
 
     logger = get_run_logger()
@@ -163,6 +170,8 @@ def _render(recipe: str, *, force: bool, upload: bool | None, backend: str | Non
     started = time.monotonic()
     # A deployment parameter is user input: only recipes in the allowed folders.
     plan = plan_run(recipe, settings=settings, backend=backend, max_items=max_items, upload=upload)
+    if items:
+        plan = dataclasses.replace(plan, items=select_items(plan.items, items))
     run = batch.BatchRun(settings=settings, recipe=plan.recipe, run_id=new_run_id(), force=force,
                          upload=plan.upload, layout=(plan.rows_axis, plan.cols_axis))
     run.flow_run_id = flow_run_id
@@ -196,10 +205,20 @@ def _render(recipe: str, *, force: bool, upload: bool | None, backend: str | Non
                 logger.warning(line)
             if stage_tasks_wanted(plan.recipe, settings, triage.render_count):
                 run.stage = StageTasks()
-            futures = render_item.map(payload, run_key=run_key)
-            by_future = {id(f): it for f, it in zip(futures, to_render)}
             try:
-                _collect(futures, by_future, results, progress, logger, run)
+                if len(plan.items) > settings.flow_chunk_size:
+                    # One subflow run per chunk: no flow run holds more than a chunk's task runs.
+                    from flows.chunks import run_chunks
+
+                    chunks = batch.chunk_order(run, plan_chunks(plan.items, triage.to_render,
+                                                                settings.flow_chunk_size))
+                    logger.info("%d items in %d chunk(s) of up to %d to render as subflow runs", len(plan.items),
+                                len(chunks), settings.flow_chunk_size)
+                    run_chunks(run, chunks, results, progress, logger)
+                else:
+                    futures = render_item.map(payload, run_key=run_key)
+                    by_future = {id(f): it for f, it in zip(futures, to_render)}
+                    _collect(futures, by_future, results, progress, logger, run)
             except BaseException:
                 # Ctrl-C or a cancelled flow run: cancel our outstanding ComfyUI jobs and
                 # let queued items fail fast; finished items are kept (a re-run resumes).
@@ -230,8 +249,10 @@ def _render(recipe: str, *, force: bool, upload: bool | None, backend: str | Non
 
 
 def _collect(futures: Any, by_future: dict[int, Any], results: list[ItemResult],
-             progress: Any, logger: Any, run: batch.BatchRun) -> None:
-    """Gather item results as they finish; a failed item is recorded, the run goes on."""
+             progress: Any, logger: Any, run: batch.BatchRun,
+             on_result: Callable[[ItemResult], None] | None = None) -> None:
+    """Gather item results as they finish; a failed item is recorded, the run goes on.
+    ``on_result`` (a chunk: its own count) replaces appending to ``results``."""
     for future in as_completed(list(futures)):
         item = by_future[id(future)]
         try:
@@ -244,7 +265,10 @@ def _collect(futures: Any, by_future: dict[int, Any], results: list[ItemResult],
         if result.verdict == "error":
             # One line: the task run's state message (and, for a crash, its log) has the rest.
             logger.error("Item %s failed: %s", item.id, result.headline().splitlines()[0])
-        results.append(result)
+        if on_result is None:
+            results.append(result)
+        else:
+            on_result(result)
         observe.item_finished(result)
         progress.update(len(results), run.backends.activity())
 

@@ -63,7 +63,8 @@ def _allow_recipe_folder(folder: Path) -> None:
 
 
 def run_flow(recipe: str, *, force: bool = False, upload: bool | None = None, backend: str | None = None,
-             max_items: int | None = None, display: "RunDisplay | None" = None) -> dict[str, Any]:
+             max_items: int | None = None, items: str | None = None,
+             display: "RunDisplay | None" = None) -> dict[str, Any]:
     """Run the render-recipe flow in this process (``display`` shows its progress).
 
     With PREFECT_API_URL set it reports to that server. Otherwise comfy-gen starts
@@ -82,7 +83,8 @@ def run_flow(recipe: str, *, force: bool = False, upload: bool | None = None, ba
 
         if display is not None:
             display.attach_logging()  # Prefect's console handler exists once the flow module is imported
-        return render_recipe(recipe=recipe, force=force, upload=upload, backend=backend, max_items=max_items)
+        return render_recipe(recipe=recipe, force=force, upload=upload, backend=backend, max_items=max_items,
+                             items=items)
 
 
 @contextlib.contextmanager
@@ -115,7 +117,7 @@ def _drain_prefect_clients() -> None:
             worker.drain_all(timeout=10)
 
 
-def _check_recipe(recipe: Path, backend: str | None) -> None:
+def _check_recipe(recipe: Path, backend: str | None, item_range: str | None = None) -> None:
     """Load and expand the recipe (RecipeError: ``file:line: path: message``) before
     any Prefect server or flow run exists, so a broken file costs no start-up and
     leaves no Failed run behind. The flow checks it again as its own input."""
@@ -123,7 +125,11 @@ def _check_recipe(recipe: Path, backend: str | None) -> None:
 
     # The same checks the flow makes (recipe, expansion, backend, output folder), minus the
     # folder confinement that protects deployments (the local user named this file).
-    plan_run(recipe, settings=get_settings(), backend=backend, confine=False, migrate=False)
+    plan = plan_run(recipe, settings=get_settings(), backend=backend, confine=False, migrate=False)
+    if item_range:
+        from comfy_gen.chunks import select_items
+
+        select_items(plan.items, item_range)   # UsageError (exit 2) for a range selecting nothing
 
 
 def _run_and_report(recipe: str, as_json: bool, verbose: bool = False, **kwargs: Any) -> None:
@@ -173,18 +179,20 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
 @click.option("--backend", default=None, help="Backend name from settings (overrides the recipe's).")
 @click.option("--url", default=None, help="ComfyUI URL (default: COMFY_GEN_COMFYUI_URL).")
 @click.option("--max-items", type=click.IntRange(min=1), default=None, help="Only the first N items (N >= 1).")
+@click.option("--items", "item_range", default=None, metavar="FIRST-LAST",
+              help="Only these item numbers, e.g. 1001-2000 (one chunk of a large recipe).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 @click.option("--verbose", "-v", is_flag=True, help="Show every item's Prefect log lines too.")
 def run(recipe: str, force: bool, upload: bool | None, backend: str | None, url: str | None,
-        max_items: int | None, as_json: bool, verbose: bool) -> None:
+        max_items: int | None, item_range: str | None, as_json: bool, verbose: bool) -> None:
     """Render RECIPE through the Prefect flow (no server needed)."""
     _use_url(url)
     if not Path(recipe).is_file():
         raise click.BadParameter(f"No such recipe file: {recipe}", param_hint="RECIPE")
     _allow_recipe_folder(Path(recipe).resolve().parent)
-    _check_recipe(Path(recipe).resolve(), backend)
+    _check_recipe(Path(recipe).resolve(), backend, item_range)
     _run_and_report(str(Path(recipe).resolve()), as_json, verbose, force=force, upload=upload, backend=backend,
-                    max_items=max_items)
+                    max_items=max_items, items=item_range)
 
 
 @click.command("demo")
