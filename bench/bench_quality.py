@@ -12,7 +12,7 @@ downloaded; weights do not change the cost):
 
 BRISQUE, NIQE and TOPIQ are not measured: pyiqa needs torchvision, and PyPI's
 torchvision wheels are CUDA builds that do not load with this CPU torch (see
-docs/validation-quality.md). The README says so next to the numbers.
+docs/validation.md#quality-score). The README says so next to the numbers.
 
     python bench/bench_quality.py [--images 8] [--size 1024] [--no-readme]
 """

@@ -132,7 +132,7 @@ class Settings(BaseSettings):
     clip_model: str = Field("openai/clip-vit-base-patch32", description="Hub id or local folder of the CLIP model")
     clip_device: str | None = Field(None, description="cuda / cpu; default: cuda when available")
     clip_batch_size: int = Field(16, ge=1)
-    # The quality score (comfy_gen.validation.quality, docs/validation-quality.md).
+    # The quality score (comfy_gen.validation.quality, docs/validation.md#quality-score).
     quality_metrics: str = Field("brisque,niqe,laion_aes,topiq_nr",
                                  description="No-reference metrics the quality score tries (comma-separated)")
     quality_weights_dir: str | None = Field(
@@ -143,7 +143,7 @@ class Settings(BaseSettings):
         "chaofengc/IQA-PyTorch-Weights:sac+logos+ava1-l14-linearMSE.pth",
         description="LAION aesthetic head weights: a local file, or REPO:FILE on the Hugging Face hub")
 
-    # --- prompt enhancer (docs/validation-enhancer.md) ---
+    # --- prompt enhancer (docs/validation.md#prompt-enhancer) ---
     enhance_backend: Literal["local", "http"] = Field(
         "local", description="Prompt enhancer: local = a transformers chat model on this CPU; "
                              "http = an OpenAI-compatible chat-completions endpoint (Ollama, vLLM, llama.cpp)")

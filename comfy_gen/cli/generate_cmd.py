@@ -262,7 +262,7 @@ def enhance_options(opts: Mapping[str, Any]) -> Any:
 
 
 def _enhance_options(fn: Any) -> Any:
-    """The prompt enhancer's flags (docs/validation-enhancer.md)."""
+    """The prompt enhancer's flags (docs/validation.md#prompt-enhancer)."""
     from comfy_gen.enhance.styles import STYLES
 
     options = [

@@ -22,7 +22,7 @@ def quality_options(fn: Any) -> Any:
     options = [
         click.option("--quality-score", is_flag=True, default=False,
                      help="Score the image's quality (BRISQUE, NIQE, LAION aesthetic, TOPIQ, CLIP; 0-10) and "
-                          "re-render while it is below --quality-threshold (docs/validation-quality.md)."),
+                          "re-render while it is below --quality-threshold (docs/validation.md#quality-score)."),
         click.option("--quality-threshold", type=float, default=None,
                      help="Minimum quality composite, 0-10 (default 7.0; 0 = score only). "
                           "Implies --quality-score."),

@@ -3,7 +3,7 @@
 Two backends behind one protocol (``core.EnhancerBackend``): a local
 transformers model (``local``, default Qwen/Qwen2.5-0.5B-Instruct on CPU) and an
 OpenAI-compatible chat endpoint (``http``: Ollama, vLLM, llama.cpp server).
-Settings: ``COMFY_GEN_ENHANCE_*`` (comfy_gen.config). docs/validation-enhancer.md.
+Settings: ``COMFY_GEN_ENHANCE_*`` (comfy_gen.config). docs/validation.md#prompt-enhancer.
 
 Usage::
 
