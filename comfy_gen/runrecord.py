@@ -47,6 +47,8 @@ def table_rows(results: Sequence[ItemResult], *, settings: "Settings | None" = N
             "status": VERDICT_LABELS[r.verdict] + (" (stored earlier)" if r.cached else ""),
             "clip": None if positive is None else round(float(positive), 2),
             "delta": None if delta is None else round(float(delta), 2),
+            # Every validator's verdict ("clip ok, person FAIL"); the reason names the first failure.
+            "checks": ", ".join(f"{v.validator} {'ok' if v.passed else 'FAIL'}" for v in r.verdicts),
             "attempts": r.attempts,
             "labels": ", ".join(f"{k}={v}" for k, v in r.labels.items()),
             "prompt": (r.prompt or "")[:80], "seed": r.seed, "item": r.item_id,

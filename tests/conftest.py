@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.fixtures.emulator",
     "tests.fixtures.s3",
     "tests.fixtures.clip",
+    "tests.fixtures.people",
     "tests.fixtures.prefect_harness",
     "tests.fixtures.postgres",
 ]

@@ -195,12 +195,16 @@ def build_request(opts: Mapping[str, Any], *, workflow: str | Mapping[str, Any],
     validate = opts.get("validate")
     if validate is None and (opts.get("positive_threshold") is not None or opts.get("delta_threshold") is not None):
         validate = True  # a threshold on the command line asks for validation
+    people = people_checks(opts)
+    if people and validate is None:
+        validate = True  # as in the original: each of these flags implies --validate
     return GenerateRequest(
         workflow=workflow, workflow_name=workflow_name, params=params, input_image=_input_image(opts),
         validation=ValidationOptions(
             enabled=bool(_pick({"validate": validate}, preset, "validate", defaults.enabled)),
             positive_threshold=_pick(opts, preset, "positive_threshold", defaults.threshold),
-            delta_threshold=_pick(opts, preset, "delta_threshold", None)),
+            delta_threshold=_pick(opts, preset, "delta_threshold", None),
+            checks=("clip", *people) if people else ()),
         retry_strategy=_pick(opts, preset, "retry_strategy", "progressive"),
         max_attempts=int(_pick(opts, preset, "max_attempts", defaults.attempts)),
         output=opts.get("output"), upload=bool(opts.get("upload")), metadata=not opts.get("no_metadata"),
@@ -208,6 +212,32 @@ def build_request(opts: Mapping[str, Any], *, workflow: str | Mapping[str, Any],
         organization=Organization(opts.get("project"), opts.get("batch_id"), opts.get("tags")),
         preset=preset_name, timeout=opts.get("timeout"), dry_run=bool(opts.get("dry_run")),
         url=opts.get("url"), paths="trusted")
+
+
+#: --validate-person-count / --validate-pose / --validate-content -> validator names.
+PEOPLE_FLAGS = (("validate_person_count", "person"), ("validate_pose", "pose"), ("validate_content", "content"))
+
+
+def people_checks(opts: Mapping[str, Any]) -> tuple[str, ...]:
+    """The people/pose/content checks the flags ask for, run after CLIP (docs/validation-people.md)."""
+    return tuple(name for flag, name in PEOPLE_FLAGS if opts.get(flag))
+
+
+def _people_options(fn: Any) -> Any:
+    """The original's extra checks; each implies --validate."""
+    options = [
+        click.option("--validate-person-count", is_flag=True,
+                     help="Also check the number of people against the prompt (a person detector). "
+                          "Implies --validate."),
+        click.option("--validate-pose", is_flag=True,
+                     help="Also check each person's pose is coherent (keypoint model). Implies --validate."),
+        click.option("--validate-content", is_flag=True,
+                     help="Also caption the image and ask it the prompt's subject count (BLIP). "
+                          "Implies --validate."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
 
 
 def _input_image(opts: Mapping[str, Any]) -> Any:
@@ -343,6 +373,7 @@ def _video_options(fn: Any) -> Any:
 @click.option("--preset", default=None, help="Named preset (comfy_gen/presets.yaml or COMFY_GEN_PRESETS_FILE).")
 @_seed_options
 @_video_options
+@_people_options
 @_common_options
 def generate(**opts: Any) -> int:
     """Render one image, optionally CLIP-validated with retries, stored locally (and uploaded)."""

@@ -279,6 +279,9 @@ def unregister_validator(name: str) -> None:
 def _load_builtins() -> None:
     # Importing the module registers "clip"; it is cheap (torch is imported on first use).
     import comfy_gen.validation.clip  # noqa: F401
+    import comfy_gen.validation.content  # noqa: F401  ("content"; BLIP loads on first use)
+    import comfy_gen.validation.people  # noqa: F401  ("person"; the detector loads on first use)
+    import comfy_gen.validation.pose  # noqa: F401  ("pose")
 
 
 def list_validators() -> list[str]:
