@@ -54,16 +54,28 @@ def _fail(setting: str, check: str, model_name: str, message: str) -> ValidatorU
     return ValidatorUnavailable(f"{setting} ({model_name!r}): {message}", hint=unavailable_hint(setting, check))
 
 
-def _precheck(setting: str, check: str, model_name: str) -> bool:
+def _in_hub_cache(model_name: str, revision: str | None) -> bool:
+    """Whether the local hub cache holds the model's config at ``revision`` (no transformers import)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    try:
+        return isinstance(try_to_load_from_cache(model_name, "config.json", revision=revision), str)
+    except ValueError:  # not a valid repo id: only from_pretrained can say what it is
+        return True
+
+
+def _precheck(setting: str, check: str, model_name: str, revision: str | None) -> bool:
     """True when ``model_name`` is a local folder; raise now when it cannot be had."""
     from comfy_gen.config import hub_offline
-    from comfy_gen.validation.clip import _in_hub_cache, _looks_local, hub_address, hub_reachable
+    from comfy_gen.validation.clip import _looks_local, hub_address, hub_reachable
 
     if _looks_local(model_name):
         if not Path(model_name).expanduser().is_dir():
             raise _fail(setting, check, model_name, "model folder not found")
         return True
-    if not _in_hub_cache(model_name):
+    if not _in_hub_cache(model_name, revision):
         if hub_offline():
             raise _fail(setting, check, model_name,
                         "not in the local model cache and hub access is off (HF_HUB_OFFLINE)")
@@ -83,7 +95,7 @@ def load_cached(setting: str, check: str, model_name: str, device: str, build: "
     with _LOCK:  # held while loading: two threads never build the same model
         if key in _CACHE:
             return _CACHE[key]  # type: ignore[no-any-return]
-        local = _precheck(setting, check, model_name)
+        local = _precheck(setting, check, model_name, revision)
         source = str(Path(model_name).expanduser()) if local else model_name
         from comfy_gen.validation.clip import _load_errors
 

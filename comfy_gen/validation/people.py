@@ -261,8 +261,7 @@ class PersonValidator(BaseValidator):
         if opened:
             found = self.detector.detect([img for _, img in opened], [image_key(images[i]) for i, _ in opened], floor)
             for (i, _), detections in zip(opened, found):
-                results[i] = {"person_expected": expected_person_count(texts[i]), "person_detections": detections,
-                              "person_detector": self.detector.model_name}
+                results[i] = {"person_expected": expected_person_count(texts[i]), "person_detections": detections}
         return results
 
     @classmethod

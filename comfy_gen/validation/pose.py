@@ -180,8 +180,7 @@ class PoseValidator(BaseValidator):
                 named = dict(zip(COCO_KEYPOINTS, kp))
                 persons.append({"score": det[0], "box": det[1:],
                                 "keypoints": {k: round(named.get(k, 0.0), 4) for k in KEY_LANDMARKS}})
-            results[i] = {"pose_expected": expected_person_count(texts[i]), "pose_persons": persons,
-                          "pose_model": self.pose.model_name}
+            results[i] = {"pose_expected": expected_person_count(texts[i]), "pose_persons": persons}
         return results
 
     @classmethod

@@ -272,3 +272,28 @@ def test_a_detector_without_a_person_label_is_refused(tmp_path):
         PersonValidator.load(Settings(person_detector_model=str(folder), validator_device="cpu"))
     assert "has no 'person' label" in err.value.message
     clear_cache()
+
+
+def test_the_default_detector_loads_its_no_timm_branch_from_the_hub_cache(tiny_people_models, tmp_path):
+    """The default id (facebook/detr-resnet-50) is read at revision no_timm from a hub
+    cache laid out as huggingface_hub writes it (refs/<branch> -> snapshots/<commit>)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    repo = tmp_path / "hub" / "models--facebook--detr-resnet-50"
+    commit = "0" * 39 + "1"
+    shutil.copytree(tiny_people_models["person_detector_model"], repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "no_timm").write_text(commit)
+    script = ("from comfy_gen.config import Settings\n"
+              "from comfy_gen.validation.people import PersonValidator\n"
+              "v = PersonValidator.load(Settings(validator_device='cpu'))\n"
+              "print(sorted(v.detector.person_ids))\n")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env.pop("COMFY_GEN_PERSON_DETECTOR_MODEL", None)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[1]"
