@@ -28,6 +28,7 @@ from comfy_gen.validation.people import (
     broadcast_prompts,
     check_options,
     expected_person_count,
+    fail_all,
     open_all,
     parse_expected,
 )
@@ -162,14 +163,18 @@ class ContentValidator(BaseValidator):
             return results
         specs = [extract_content(texts[i]) for i, _ in opened]
         pil = [img for _, img in opened]
-        captions = self.captioner.generate(pil, None, CAPTION_TOKENS)
-        # Ask question k of every image that has one: one batched generate per question slot.
         answers: list[dict[str, str]] = [{} for _ in opened]
-        for k in range(max(len(s.questions) for s in specs)):
-            rows = [j for j, s in enumerate(specs) if k < len(s.questions)]
-            replies = self.vqa.generate([pil[j] for j in rows], [specs[j].questions[k] for j in rows], ANSWER_TOKENS)
-            for j, reply in zip(rows, replies):
-                answers[j][specs[j].questions[k]] = reply
+        try:
+            captions = self.captioner.generate(pil, None, CAPTION_TOKENS)
+            # Ask question k of every image that has one: one batched generate per question slot.
+            for k in range(max(len(s.questions) for s in specs)):
+                rows = [j for j, s in enumerate(specs) if k < len(s.questions)]
+                replies = self.vqa.generate([pil[j] for j in rows], [specs[j].questions[k] for j in rows],
+                                            ANSWER_TOKENS)
+                for j, reply in zip(rows, replies):
+                    answers[j][specs[j].questions[k]] = reply
+        except RuntimeError as exc:  # e.g. CUDA out of memory: fail these images, never pass them
+            return fail_all(results, opened, self.name, f"content check failed: {exc}")
         for (i, _), spec, caption, said in zip(opened, specs, captions, answers):
             count_answer = said.get(COUNT_QUESTION)
             results[i] = {

@@ -225,6 +225,14 @@ def open_all(images: Sequence[ImageInput], results: list[dict[str, Any]],
     return opened
 
 
+def fail_all(results: list[dict[str, Any]], opened: Sequence[tuple[int, Any]], label: str,
+             message: str) -> list[dict[str, Any]]:
+    """Mark every opened image as not scored (the model failed on their batch)."""
+    for i, _ in opened:
+        results[i] = {"error": message, f"{label}_error": message}
+    return results
+
+
 @register_validator("person")
 class PersonValidator(BaseValidator):
     """The person-count check; options ``confidence`` (0.5) and ``expected`` (else from the prompt)."""
@@ -259,7 +267,11 @@ class PersonValidator(BaseValidator):
         opened = open_all(images, results, self.name)
         floor = min(DETECTION_FLOOR, float(self.options.get("confidence", DEFAULT_CONFIDENCE)))
         if opened:
-            found = self.detector.detect([img for _, img in opened], [image_key(images[i]) for i, _ in opened], floor)
+            try:
+                found = self.detector.detect([img for _, img in opened], [image_key(images[i]) for i, _ in opened],
+                                             floor)
+            except RuntimeError as exc:  # e.g. CUDA out of memory: fail these images, never pass them
+                return fail_all(results, opened, self.name, f"person detection failed: {exc}")
             for (i, _), detections in zip(opened, found):
                 results[i] = {"person_expected": expected_person_count(texts[i]), "person_detections": detections}
         return results

@@ -27,6 +27,7 @@ from comfy_gen.validation.people import (
     broadcast_prompts,
     check_options,
     count_detections,
+    fail_all,
     expected_person_count,
     image_key,
     open_all,
@@ -171,9 +172,14 @@ class PoseValidator(BaseValidator):
             return results
         floor = min(DETECTION_FLOOR, float(self.options.get("confidence", DEFAULT_CONFIDENCE)))
         pil = [img for _, img in opened]
-        found = self.detector.detect(pil, [image_key(images[i]) for i, _ in opened], floor)
-        coco_boxes = [[[d[1], d[2], d[3] - d[1], d[4] - d[2]] for d in dets] for dets in found]
-        scores = self.pose.keypoints(pil, coco_boxes)
+        # COCO boxes (x, y, w, h); a degenerate box gets 1 px so the crop's warp stays invertible.
+        try:
+            found = self.detector.detect(pil, [image_key(images[i]) for i, _ in opened], floor)
+            coco_boxes = [[[d[1], d[2], max(1.0, d[3] - d[1]), max(1.0, d[4] - d[2])] for d in dets]
+                          for dets in found]
+            scores = self.pose.keypoints(pil, coco_boxes)
+        except RuntimeError as exc:  # e.g. CUDA out of memory: fail these images, never pass them
+            return fail_all(results, opened, self.name, f"pose estimation failed: {exc}")
         for (i, _), dets, per_person in zip(opened, found, scores):
             persons = []
             for det, kp in zip(dets, per_person):

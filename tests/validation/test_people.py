@@ -297,3 +297,15 @@ def test_the_default_detector_loads_its_no_timm_branch_from_the_hub_cache(tiny_p
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[1]"
+
+
+def test_a_model_failure_fails_its_images_never_passes_them(people_settings, pictures, monkeypatch):
+    validator = PersonValidator.load(people_settings)
+
+    def out_of_memory(*args, **kwargs):  # what a CUDA OOM looks like; it cannot happen on this CPU
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(validator.detector, "detect", out_of_memory)
+    scores = validator.score_many(pictures, "a solo portrait")
+    assert all(s["error"] == "person detection failed: CUDA out of memory" for s in scores)
+    assert not any(PersonValidator.judge_scores(s, Thresholds()).passed for s in scores)
