@@ -147,7 +147,8 @@ def shutil_rmtree_models(work: Path, size: str) -> None:
 def table(results: dict[str, dict[str, Any]], batch: int) -> str:
     rows = [("person (detector)", "person"), ("pose, per person (keypoints only)", "pose_per_person"),
             ("content (caption + 3 questions)", "content")]
-    lines = [f"| check | model size | batch 1: wall / CPU s | batch {batch}: wall / CPU s |", "|---|---|---|---|"]
+    lines = [f"| check | model size | one image at a time: wall / CPU s per image | batch of {batch}: wall / CPU s "
+             "per image |", "|---|---|---|---|"]
     for label, key in rows:
         for size, values in results.items():
             (w1, c1), (wb, cb) = values[f"{key}_b1"], values[f"{key}_b8"]
