@@ -165,6 +165,21 @@ class Settings(BaseSettings):
         if problem:
             raise ValueError(problem)
         return value.strip().rstrip("/")
+    # People, pose and content checks (docs/validation.md#people-pose-and-content): hub ids or local folders.
+    person_detector_model: str = Field(
+        "facebook/detr-resnet-50", description="Object detector (COCO 'person' class) of the person and pose checks")
+    person_detector_revision: str | None = Field(
+        None, description="Hub branch of the detector; default: 'no_timm' for facebook/detr-resnet-50 "
+                          "(transformers' own ResNet, no timm), else the main branch")
+    pose_model: str = Field("usyd-community/vitpose-base-simple",
+                            description="Keypoint model (ViTPose, 17 COCO keypoints) of the pose check")
+    content_caption_model: str = Field("Salesforce/blip-image-captioning-base",
+                                       description="Captioning model (BLIP) of the content check")
+    content_vqa_model: str = Field("Salesforce/blip-vqa-base",
+                                   description="Visual question answering model (BLIP) of the content check")
+    validator_device: str | None = Field(
+        None, description="cuda / cpu for the person, pose and content models; default: clip_device, else "
+                          "cuda when available")
 
     # --- object storage ---
     minio_endpoint: str | None = Field(None, description="host:port of the S3/MinIO server; unset = local only")

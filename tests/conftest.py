@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.clip",
     "tests.fixtures.quality",
+    "tests.fixtures.people",
     "tests.fixtures.prefect_harness",
     "tests.fixtures.postgres",
 ]

@@ -200,12 +200,16 @@ def build_request(opts: Mapping[str, Any], *, workflow: str | Mapping[str, Any],
     validate = opts.get("validate")
     if validate is None and (opts.get("positive_threshold") is not None or opts.get("delta_threshold") is not None):
         validate = True  # a threshold on the command line asks for validation
+    people = people_checks(opts)
+    if people and validate is None:
+        validate = True  # as in the original: each of these flags implies --validate
     return GenerateRequest(
         workflow=workflow, workflow_name=workflow_name, params=params, input_image=_input_image(opts),
         validation=check_flags(opts, ValidationOptions(
             enabled=bool(_pick({"validate": validate}, preset, "validate", defaults.enabled)),
             positive_threshold=_pick(opts, preset, "positive_threshold", defaults.threshold),
-            delta_threshold=_pick(opts, preset, "delta_threshold", None))),
+            delta_threshold=_pick(opts, preset, "delta_threshold", None),
+            checks=("clip", *people) if people else ())),
         enhance=enhance_options(opts),
         retry_strategy=_pick(opts, preset, "retry_strategy", "progressive"),
         max_attempts=int(_pick(opts, preset, "max_attempts", defaults.attempts)),
@@ -227,8 +231,11 @@ def check_flags(opts: Mapping[str, Any], validation: "ValidationOptions") -> "Va
 
     technical = opts.get("technical_checks")
     if opts.get("checks"):
-        validation = dataclasses.replace(validation, enabled=True,
-                                         checks=tuple(parse_check_list(opts["checks"])))
+        listed = list(parse_check_list(opts["checks"]))
+        named = {spec if isinstance(spec, str) else spec.get("name") for spec in listed}
+        # --validate-person-count & co. add to an explicit list (their "clip" does not).
+        listed += [c for c in validation.checks if c != "clip" and c not in named]
+        validation = dataclasses.replace(validation, enabled=True, checks=tuple(listed))
     elif technical and not validation.enabled:
         validation = dataclasses.replace(validation, enabled=True, checks=("technical",))
     if technical is not None:
@@ -271,6 +278,32 @@ def _enhance_options(fn: Any) -> Any:
                           "the original is kept in the metadata."),
         click.option("--enhance-style", default=None, metavar="STYLE",
                      help=f"Enhancement style: {', '.join(sorted(STYLES))} (implies --enhance-prompt)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+#: --validate-person-count / --validate-pose / --validate-content -> validator names.
+PEOPLE_FLAGS = (("validate_person_count", "person"), ("validate_pose", "pose"), ("validate_content", "content"))
+
+
+def people_checks(opts: Mapping[str, Any]) -> tuple[str, ...]:
+    """The people/pose/content checks the flags ask for, run after CLIP (docs/validation.md#people-pose-and-content)."""
+    return tuple(name for flag, name in PEOPLE_FLAGS if opts.get(flag))
+
+
+def _people_options(fn: Any) -> Any:
+    """The original's extra checks; each implies --validate."""
+    options = [
+        click.option("--validate-person-count", is_flag=True,
+                     help="Also check the number of people against the prompt (a person detector). "
+                          "Implies --validate."),
+        click.option("--validate-pose", is_flag=True,
+                     help="Also check each person's pose is coherent (keypoint model). Implies --validate."),
+        click.option("--validate-content", is_flag=True,
+                     help="Also caption the image and ask it the prompt's subject count (BLIP). "
+                          "Implies --validate."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -413,6 +446,7 @@ def _video_options(fn: Any) -> Any:
 @_checks_options
 @_enhance_options
 @quality_options
+@_people_options
 @_common_options
 def generate(**opts: Any) -> int:
     """Render one image, optionally CLIP-validated with retries, stored locally (and uploaded)."""

@@ -290,6 +290,9 @@ def _load_builtins() -> None:
     import comfy_gen.validation.clip  # noqa: F401
     import comfy_gen.validation.technical  # noqa: F401  (numpy and PIL on first use)
     import comfy_gen.validation.quality  # noqa: F401
+    import comfy_gen.validation.content  # noqa: F401  ("content"; BLIP loads on first use)
+    import comfy_gen.validation.people  # noqa: F401  ("person"; the detector loads on first use)
+    import comfy_gen.validation.pose  # noqa: F401  ("pose")
 
 
 def list_validators() -> list[str]:
