@@ -41,7 +41,7 @@ def test_people_checks_judge_items_and_show_in_sidecar_and_item_table(
     records = [json.loads(line) for line in (Path(summary["run_dir"]) / "results.jsonl").read_text().splitlines()]
     by_prompt = {r["prompt"]: r for r in records}
     three, two = by_prompt["three people at a table"], by_prompt["two women in a park"]
-    assert [v["validator"] for v in three["verdicts"]] == ["person", "pose", "content"]
+    assert [v["validator"] for v in three["verdicts"]] == ["person", "pose", "content", "technical"]
     assert three["verdict"] == "passed" and three["scores"]["person_count"] == 3
     assert two["verdict"] == "best_effort" and two["reason"] == "Person count mismatch: expected 2, detected 3"
     for record in records:
@@ -50,8 +50,9 @@ def test_people_checks_judge_items_and_show_in_sidecar_and_item_table(
             (v["validator"], v["passed"], v["reason"]) for v in record["verdicts"]]
         assert isinstance(meta["validation"]["content_caption"], str)
     rows = {row["prompt"]: row for row in table_rows([ItemResult.from_dict(r) for r in records])}
-    assert rows["two women in a park"]["checks"].startswith("person FAIL, pose FAIL")
-    assert rows["three people at a table"]["checks"] == "person ok, pose ok, content ok"
+    assert rows["two women in a park"]["checks"].startswith(
+        "person ✗ (Person count mismatch: expected 2, detected 3) pose ✗")
+    assert rows["three people at a table"]["checks"] == "person ✓ pose ✓ content ✓ technical ✓"
 
     # A missing model stops the run before any rendering.
     monkeypatch.setenv("COMFY_GEN_CONTENT_VQA_MODEL", str(tmp_path / "missing-vqa"))

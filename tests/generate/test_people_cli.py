@@ -43,7 +43,8 @@ def test_person_count_flag_implies_validate_and_flips_passed(people_env: Emulato
     validate_metadata(meta)
     block = meta["validation"]
     assert block["passed"] is False and block["person_count"] == 3 and block["person_expected"] == 2
-    assert [(v["validator"], v["passed"]) for v in block["verdicts"]] == [("clip", True), ("person", False)]
+    assert [(v["validator"], v["passed"]) for v in block["verdicts"]] == [
+        ("clip", True), ("person", False), ("technical", True)]
     sidecar = json.loads((tmp_path / "p.png.json").read_text())
     assert sidecar["validation"]["reason"] == "Person count mismatch: expected 2, detected 3"
 
@@ -53,7 +54,7 @@ def test_person_count_flag_implies_validate_and_flips_passed(people_env: Emulato
     assert code == 0, err
     block = json.loads((tmp_path / "ok.png.json").read_text())["validation"]
     assert block["passed"] is True and block["pose_coherent_count"] == 3
-    assert [v["validator"] for v in block["verdicts"]] == ["clip", "person", "pose"]
+    assert [v["validator"] for v in block["verdicts"]] == ["clip", "person", "pose", "technical"]
 
 
 def test_a_missing_people_model_fails_before_queueing(people_env: Emulator, tmp_path: Path, monkeypatch) -> None:

@@ -48,7 +48,7 @@ def test_threshold_zero_scores_once_and_clip_still_judges(gen_env: Emulator, qua
     assert code == 0, err
     meta = _meta(tmp_path / "z.png")
     assert len(meta["refinement"]["attempts"]) == 1 and meta["refinement"]["final_status"] == "passed"
-    assert [v["validator"] for v in meta["validation"]["verdicts"]] == ["quality", "clip"]
+    assert [v["validator"] for v in meta["validation"]["verdicts"]] == ["quality", "clip", "technical"]
     assert meta["quality"]["composite_score"] is not None and meta["validation"]["positive_score"] is not None
 
 
