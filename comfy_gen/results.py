@@ -191,7 +191,7 @@ class RunSummary:
     cached: int                         # items found stored by an earlier run
     jobs: int                           # ComfyUI jobs sent by this run (all attempts, failed ones too)
     pass_rate: float | None             # passed / validated among rendered items
-    gpu_busy_fraction: float | None     # server clock: busy time / span of this run's jobs
+    gpu_busy_fraction: float | None     # server clocks: busy time / span of this run's jobs (gpu_busy)
     wall_seconds: float
     errors: tuple[ItemError, ...] = ()
     recipe: str = ""
@@ -226,6 +226,23 @@ class RunSummary:
         return cls(**values)
 
 
+def gpu_busy(results: Sequence[ItemResult]) -> float | None:
+    """Busy time / span of this run's jobs, per backend and then pooled (busy
+    seconds over span seconds of all backends): each backend's spans are on its
+    own server's clock, and two busy GPUs are 100 % busy, not 200 %."""
+    by_backend: dict[str, list[tuple[float, float]]] = {}
+    for r in results:
+        by_backend.setdefault(r.backend or "", []).extend(r.gpu_spans)
+    busy = window = 0.0
+    for spans in by_backend.values():
+        if spans:
+            busy += sum(end - start for start, end in spans)
+            window += max(end for _, end in spans) - min(start for start, _ in spans)
+    if busy == 0 and window == 0:
+        return None if not any(by_backend.values()) else 1.0
+    return round(busy / window, 4) if window > 0 else 1.0
+
+
 def summarize(results: Sequence[ItemResult], *, wall_seconds: float) -> RunSummary:
     """Counts, pass rate and GPU busy fraction of a run's results."""
     counts: dict[str, int] = {}
@@ -234,12 +251,7 @@ def summarize(results: Sequence[ItemResult], *, wall_seconds: float) -> RunSumma
     rendered = [r for r in results if r.source == "rendered"]
     validated = [r for r in rendered if r.verdict in ("passed", "best_effort")]
     passed = sum(1 for r in validated if r.verdict == "passed")
-    spans = sorted(s for r in results for s in r.gpu_spans)
-    busy = None
-    if spans:
-        total = sum(end - start for start, end in spans)
-        window = max(end for _, end in spans) - spans[0][0]
-        busy = round(total / window, 4) if window > 0 else 1.0
+    busy = gpu_busy(results)
     errors = tuple(ItemError(r.item_id, r.prompt, r.seed, r.labels, r.error or "failed")
                    for r in results if r.verdict == "error")
     return RunSummary(

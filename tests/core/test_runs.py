@@ -237,3 +237,16 @@ def test_the_gate_counts_who_holds_a_slot_and_who_waits_for_one(tmp_path: Path) 
     for thread in threads:
         thread.join(30)
     assert pool.activity() == GateActivity(holding=0, waiting=0)
+
+
+@pytest.mark.parametrize("spans, expected", [
+    pytest.param({"gpu1": [(0.0, 5.0), (5.0, 10.0)], "gpu2": [(100.0, 110.0)]}, 1.0,
+                 id="two-busy-backends-on-their-own-clocks-are-100-percent"),
+    pytest.param({"gpu1": [(0.0, 10.0)], "gpu2": [(0.0, 2.0), (8.0, 10.0)]}, 0.7,
+                 id="idle-time-of-one-backend-is-pooled"),
+    pytest.param({}, None, id="no-jobs"),
+])
+def test_gpu_busy_is_per_backend_then_pooled(spans, expected):
+    results = [ItemResult(item_id=f"{name}-{i}", index=i, verdict="passed", backend=name, gpu_spans=(span,))
+               for name, backend_spans in spans.items() for i, span in enumerate(backend_spans)]
+    assert summarize(results, wall_seconds=1.0).gpu_busy_fraction == expected
